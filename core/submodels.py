@@ -16,6 +16,7 @@ layers. The cached model is never modified: truncation is a slice of ``hidden_st
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -284,10 +285,8 @@ class EmbeddingCache:
     @staticmethod
     def _discard(*paths: Path) -> None:
         for path in paths:
-            try:
-                path.unlink()
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 def _sha256_file(path: Path) -> str:
