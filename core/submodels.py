@@ -134,17 +134,21 @@ def encode_all_layers(
     batch_size: int = 32,
     prompt: str | None = None,
     progress: ProgressFn | None = None,
+    out: dict[int, np.ndarray] | None = None,
 ) -> dict[int, np.ndarray]:
     """Encode ``texts`` once and return ``{layer: (n_texts, embedding_dim) float32}`` in input order.
 
     Texts are batched longest-first (as ``SentenceTransformer.encode`` does) to waste little padding;
-    each text is cut at the model's ``max_seq_length`` by its tokenizer.
+    each text is cut at the model's ``max_seq_length`` by its tokenizer. ``out`` may supply the
+    destination arrays (e.g. memory-mapped cache files), so a large corpus streams batch by batch to
+    disk with bounded memory.
     """
     import torch
 
     n = len(texts)
     width = model.get_embedding_dimension() or 0
-    out = {layer: np.empty((n, width), dtype=np.float32) for layer in layers}  # (n_texts, width)
+    if out is None:
+        out = {layer: np.empty((n, width), dtype=np.float32) for layer in layers}  # (n_texts, width)
     if n == 0:
         return out
     order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -266,6 +270,23 @@ class EmbeddingCache:
             return None
         return array
 
+    def writer(self, key: dict, shape: tuple[int, int]) -> tuple[np.ndarray, Path]:
+        """A writable memory-mapped temporary ``.npy`` for ``key``; ``commit`` it once filled."""
+        array_path, _ = self._paths(key)
+        array_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=array_path.parent, suffix=".npy.tmp")
+        os.close(fd)
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        return array, Path(tmp)
+
+    def commit(self, key: dict, tmp: Path) -> None:
+        """Checksum a filled ``writer`` file and move it into place under ``key``."""
+        array_path, meta_path = self._paths(key)
+        shape = list(np.load(tmp, mmap_mode="r", allow_pickle=False).shape)
+        meta = {"key": key, "shape": shape, "sha256": _sha256_file(tmp)}
+        os.replace(tmp, array_path)
+        _atomic_write_text(meta_path, json.dumps(meta, sort_keys=True))
+
     def put(self, key: dict, array: np.ndarray) -> None:
         """Store ``array`` atomically under ``key``."""
         array_path, meta_path = self._paths(key)
@@ -366,13 +387,36 @@ def pooled_embeddings(
     encoded = 0
     if missing:
         all_layers = list(range(info.num_layers + 1))
-        fresh = encode_all_layers(loaded.model, unique, all_layers, batch_size, prompt, progress)
         encoded = len(unique)
-        for layer, matrix in fresh.items():
-            if cache is not None:
-                cache.put(keys[layer], matrix)
-            if layer in layers:
-                by_layer[layer] = matrix
+        if cache is None:
+            fresh = encode_all_layers(loaded.model, unique, all_layers, batch_size, prompt, progress)
+            by_layer.update({layer: fresh[layer] for layer in missing})
+        else:  # stream every layer straight into memory-mapped cache files
+            writers = {
+                layer: cache.writer(keys[layer], (len(unique), info.embedding_dim)) for layer in all_layers
+            }
+            try:
+                encode_all_layers(
+                    loaded.model,
+                    unique,
+                    all_layers,
+                    batch_size,
+                    prompt,
+                    progress,
+                    out={layer: array for layer, (array, _) in writers.items()},
+                )
+                for layer, (array, tmp) in writers.items():
+                    array.flush()  # type: ignore[attr-defined]
+                    del array
+                    cache.commit(keys[layer], tmp)
+            finally:
+                for _, tmp in writers.values():
+                    tmp.unlink(missing_ok=True)
+            for layer in missing:
+                hit = cache.get(keys[layer])
+                if hit is None:
+                    raise CacheCorruptError(f"cache entry for layer {layer} vanished right after writing")
+                by_layer[layer] = hit
     elif progress:
         progress(len(unique), len(unique))
     return PooledTexts(by_layer, rows, unique, encoded)
