@@ -122,7 +122,9 @@ def test_ranking_hand_computed_table() -> None:
     for qid, expected in TOY_EXPECTED.items():
         assert per_query[qid] == pytest.approx(expected, abs=1e-9), qid
     for name in RETRIEVAL_METRICS:
-        assert aggregate[name] == pytest.approx(np.mean([TOY_EXPECTED[q][name] for q in TOY_EXPECTED]), abs=1e-9)
+        assert aggregate[name] == pytest.approx(
+            np.mean([TOY_EXPECTED[q][name] for q in TOY_EXPECTED]), abs=1e-9
+        )
     assert aggregate["ndcg_at_10"] == pytest.approx((0.5250046 + 0.5) / 3, abs=1e-6)
 
 
