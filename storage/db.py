@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,6 +51,16 @@ _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _factories: dict[int, sessionmaker[Session]] = {}
 _migrated: set[str] = set()
+MIGRATION_LOCK_KEY = 0x6D6C6162  # PostgreSQL advisory lock held while migrating ("mlab")
+
+
+def _forget_engines_in_child() -> None:
+    """After fork: drop inherited pooled connections without closing the parent's (SQLAlchemy's advice)."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_engines_in_child)
 
 
 def safe_url(url: str | URL) -> str:
@@ -211,6 +222,7 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
 
     Batch migrations on SQLite recreate tables (copy, drop, rename); with foreign keys on, dropping a
     parent table would cascade-delete its children's rows. Foreign keys are checked again at the end.
+    Concurrent migrations queue: SQLite on ``BEGIN IMMEDIATE``, PostgreSQL on an advisory lock.
     """
     with engine.connect() as conn:
         is_sqlite = engine.dialect.name == "sqlite"
@@ -219,6 +231,8 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
             raw.execute("PRAGMA foreign_keys = OFF")  # no transaction is open yet, so this takes effect
         try:
             with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 yield conn
                 if is_sqlite:
                     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

@@ -43,6 +43,7 @@ from storage.models import (
 FINAL_STATUSES: tuple[str, ...] = ("completed", "failed", "interrupted", "cancelled")
 RESUMABLE_STATUSES: tuple[str, ...] = ("interrupted", "failed")
 DEFAULT_STALE_AFTER_S = 3600.0
+PID_REUSE_TOLERANCE_S = 5.0  # a process created this long after the run started is another process
 RESULT_COLUMNS: tuple[str, ...] = (
     "checkpoint",
     "checkpoint_fp",
@@ -575,7 +576,7 @@ def _pid_alive(pid: int, started_at: datetime) -> bool:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return proc.create_time() <= started_at.timestamp() + 1.0
+        return proc.create_time() <= started_at.timestamp() + PID_REUSE_TOLERANCE_S
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 

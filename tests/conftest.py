@@ -1,0 +1,67 @@
+"""Shared pytest fixtures: every test gets its own lab home, cache and database under tmp_path.
+
+``db_url`` is parametrized over SQLite and PostgreSQL. The PostgreSQL case uses the server named by
+``MLAB_TEST_POSTGRES_URL`` (CI sets it), in a fresh schema per test that is dropped afterwards; when the
+variable is unset only that case is skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_ENV = "MLAB_TEST_POSTGRES_URL"
+
+
+def _dispose_storage_engines() -> None:
+    db = sys.modules.get("storage.db")
+    if db is not None:
+        db.dispose_engines()
+
+
+@pytest.fixture(autouse=True)
+def lab_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point MLAB_HOME, MLAB_CACHE_DIR and MLAB_DATABASE_URL at tmp_path (never the user's data dir)."""
+    home = tmp_path / "mlab-home"
+    monkeypatch.setenv("MLAB_HOME", str(home))
+    monkeypatch.setenv("MLAB_CACHE_DIR", str(home / "embedding-cache"))
+    monkeypatch.setenv("MLAB_DATABASE_URL", f"sqlite:///{home / 'lab.sqlite3'}")
+    monkeypatch.delenv("MLAB_READ_ONLY", raising=False)
+    yield home
+    _dispose_storage_engines()
+
+
+def _postgres_schema_url(base_url: str) -> Iterator[str]:
+    """A URL whose search_path is a new, empty schema on the test server; the schema is dropped after."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"mlab_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        _dispose_storage_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, lab_env: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file under tmp_path, or a new schema on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{lab_env / 'lab.sqlite3'}"
+        return
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"{POSTGRES_ENV} is not set: the PostgreSQL variant runs where a server is given (CI)")
+    yield from _postgres_schema_url(base)
