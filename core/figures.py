@@ -1,0 +1,304 @@
+"""Plotly figures from the pandas tables of ``core/views.py``: heatmaps, line charts, cost curves.
+
+Pure functions (DataFrame in, ``plotly.graph_objects.Figure`` out); they never read the database or
+render. The pages pass the result to ``st.plotly_chart``; tests inspect the figure's traces and shapes.
+
+Out of scope: computing the tables (core/views) and image export (plotly's toolbar does PNG).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from core.views import Cell
+
+PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
+DIAGONAL_COLOR = "#ffffff"
+SELECTED_COLOR = "#e4002b"
+FRONT_COLOR = "#111111"
+HEATMAP_HEIGHT = 380
+
+
+def metric_label(metric: str) -> str:
+    """``cosine_spearman`` -> ``cosine Spearman``, ``ndcg_at_10`` -> ``nDCG@10``."""
+    special = {
+        "cosine_spearman": "cosine Spearman",
+        "cosine_pearson": "cosine Pearson",
+        "ndcg_at_10": "nDCG@10",
+        "mrr_at_10": "MRR@10",
+        "recall_at_100": "recall@100",
+        "map_at_100": "MAP@100",
+    }
+    return special.get(metric, metric.replace("_", " "))
+
+
+def _cell_box(pivot: pd.DataFrame, cell: Cell, color: str, width: float, dash: str) -> dict | None:
+    layer, dim = cell
+    if layer not in pivot.index or dim not in pivot.columns:
+        return None
+    x = list(pivot.columns).index(dim)
+    y = list(pivot.index).index(layer)
+    return {
+        "type": "rect",
+        "xref": "x",
+        "yref": "y",
+        "x0": x - 0.5,
+        "x1": x + 0.5,
+        "y0": y - 0.5,
+        "y1": y + 0.5,
+        "line": {"color": color, "width": width, "dash": dash},
+        "fillcolor": "rgba(0,0,0,0)",
+    }
+
+
+def _cell_text(pivot: pd.DataFrame, share: pd.DataFrame | None) -> list[list[str]]:
+    text = []
+    for layer in pivot.index:
+        row = []
+        for dim in pivot.columns:
+            value = pivot.loc[layer, dim]
+            if not np.isfinite(value):
+                row.append("")
+                continue
+            part = f"{value:.3f}"
+            if share is not None and np.isfinite(share.loc[layer, dim]):
+                part += f"<br>{share.loc[layer, dim]:.0%}"
+            row.append(part)
+        text.append(row)
+    return text
+
+
+def grid_heatmap(
+    pivot: pd.DataFrame,
+    share: pd.DataFrame | None = None,
+    *,
+    metric: str = "",
+    title: str = "",
+    diagonal: Sequence[Cell] = (),
+    selected: Cell | None = None,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    colorscale: str = "Viridis",
+    show_scale: bool = True,
+) -> go.Figure:
+    """Layers (y) x dims (x) heatmap with value and % of full in each cell.
+
+    The diagonal cells get a dashed white outline, the selected cell a solid red one. Missing cells are
+    blank. Axes are categorical, so rows and columns are evenly spaced whatever the dims are.
+    """
+    x = [str(d) for d in pivot.columns]
+    y = [str(k) for k in pivot.index]
+    z = pivot.to_numpy(dtype="float64")  # (layers, dims)
+    share_z = share.to_numpy(dtype="float64") if share is not None else np.full_like(z, np.nan)
+    hover = (
+        "layer %{y}, dim %{x}<br>"
+        + metric_label(metric)
+        + " %{z:.4f}<br>%{customdata:.1%} of full<extra></extra>"
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            text=_cell_text(pivot, share),
+            texttemplate="%{text}",
+            customdata=share_z,
+            hovertemplate=hover,
+            colorscale=colorscale,
+            zmin=zmin,
+            zmax=zmax,
+            showscale=show_scale,
+            colorbar={"title": {"text": metric_label(metric)}, "thickness": 12},
+            xgap=1,
+            ygap=1,
+        )
+    )
+    shapes = [_cell_box(pivot, c, DIAGONAL_COLOR, 2.5, "dash") for c in diagonal]
+    if selected is not None:
+        shapes.append(_cell_box(pivot, selected, SELECTED_COLOR, 4, "solid"))
+    fig.update_layout(
+        shapes=[s for s in shapes if s is not None],
+        title={"text": title} if title else None,
+        height=HEATMAP_HEIGHT,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        plot_bgcolor="#f0f0f0",
+    )
+    fig.update_xaxes(type="category", title_text="embedding dims")
+    fig.update_yaxes(type="category", title_text="layers used")
+    return fig
+
+
+def delta_heatmap(delta: pd.DataFrame, *, metric: str = "", title: str = "") -> go.Figure:
+    """B - A heatmap on a diverging scale centred at zero (red: B worse, blue: B better)."""
+    finite = delta.to_numpy(dtype="float64")
+    bound = float(np.nanmax(np.abs(finite))) if np.isfinite(finite).any() else 1.0
+    bound = bound or 1e-9
+    text = [[f"{v:+.3f}" if np.isfinite(v) else "" for v in row] for row in finite]
+    fig = go.Figure(
+        go.Heatmap(
+            z=finite,
+            x=[str(d) for d in delta.columns],
+            y=[str(k) for k in delta.index],
+            text=text,
+            texttemplate="%{text}",
+            colorscale="RdBu",
+            zmid=0,
+            zmin=-bound,
+            zmax=bound,
+            hovertemplate="layer %{y}, dim %{x}<br>delta %{z:+.4f}<extra></extra>",
+            colorbar={"title": {"text": "delta " + metric_label(metric)}, "thickness": 12},
+            xgap=1,
+            ygap=1,
+        )
+    )
+    fig.update_layout(
+        title={"text": title} if title else None,
+        height=HEATMAP_HEIGHT,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        plot_bgcolor="#f0f0f0",
+    )
+    fig.update_xaxes(type="category", title_text="embedding dims")
+    fig.update_yaxes(type="category", title_text="layers used")
+    return fig
+
+
+def _lines(pivot: pd.DataFrame, by: str, metric: str) -> go.Figure:
+    """One line per layer (x: dims) when ``by == "layer"``, one per dim (x: layers) otherwise."""
+    table = pivot if by == "layer" else pivot.T
+    x_title = "embedding dims" if by == "layer" else "layers used"
+    fig = go.Figure()
+    for i, (key, row) in enumerate(table.iterrows()):
+        fig.add_trace(
+            go.Scatter(
+                x=[int(c) for c in row.index],
+                y=row.to_numpy(dtype="float64"),
+                mode="lines+markers",
+                name=f"{by} {key}",
+                line={"color": PALETTE[i % len(PALETTE)]},
+                connectgaps=False,
+                hovertemplate=f"{by} {key}<br>%{{x}}: %{{y:.4f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=340,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "y": -0.25},
+        xaxis_title=x_title,
+        yaxis_title=metric_label(metric),
+    )
+    if by == "layer":
+        fig.update_xaxes(type="log", tickvals=[int(c) for c in pivot.columns], tickformat="d")
+    else:
+        fig.update_xaxes(dtick=1)
+    return fig
+
+
+def metric_vs_dim(pivot: pd.DataFrame, metric: str = "") -> go.Figure:
+    """The metric against dims (log2-spaced axis), one line per layer."""
+    return _lines(pivot, "layer", metric)
+
+
+def metric_vs_layer(pivot: pd.DataFrame, metric: str = "") -> go.Figure:
+    """The metric against layers used, one line per dim."""
+    return _lines(pivot, "dim", metric)
+
+
+def cost_curve(
+    points: pd.DataFrame,
+    x: str,
+    *,
+    x_label: str = "",
+    metric: str = "",
+    front: pd.Series | None = None,
+    log_x: bool = False,
+) -> go.Figure:
+    """Accuracy vs cost: per checkpoint its grid as points and its diagonal as a line; Pareto front.
+
+    ``points`` as built by ``views.curve_points`` (columns checkpoint, layer, dim, precision, value,
+    ``x`` and on_diagonal); ``front`` a boolean Series on the same index.
+    """
+    fig = go.Figure()
+    x_label = x_label or x.replace("_", " ")
+    hover = (
+        "<b>%{customdata[0]}</b><br>layer %{customdata[1]}, dim %{customdata[2]} (%{customdata[3]})<br>"
+        + metric_label(metric)
+        + " %{y:.4f}<br>"
+        + x_label
+        + " %{x:,}<extra></extra>"
+    )
+
+    def custom(frame: pd.DataFrame) -> np.ndarray:
+        return frame[["checkpoint", "layer", "dim", "precision"]].to_numpy(dtype=object)
+
+    for i, (name, group) in enumerate(points.groupby("checkpoint", sort=True)):
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(
+            go.Scatter(
+                x=group[x],
+                y=group["value"],
+                mode="markers",
+                name=f"{name}: grid",
+                legendgroup=str(name),
+                marker={"color": color, "size": 7, "opacity": 0.45},
+                customdata=custom(group),
+                hovertemplate=hover,
+            )
+        )
+        diagonal = group[group["on_diagonal"].astype(bool)].sort_values([x, "value"])
+        if len(diagonal):
+            fig.add_trace(
+                go.Scatter(
+                    x=diagonal[x],
+                    y=diagonal["value"],
+                    mode="lines+markers",
+                    name=f"{name}: diagonal",
+                    legendgroup=str(name),
+                    line={"color": color, "width": 2.5},
+                    marker={"color": color, "size": 9},
+                    customdata=custom(diagonal),
+                    hovertemplate=hover,
+                )
+            )
+    if front is not None and front.any():
+        best = points[front.reindex(points.index, fill_value=False)].sort_values([x, "value"])
+        fig.add_trace(
+            go.Scatter(
+                x=best[x],
+                y=best["value"],
+                mode="lines+markers",
+                name="Pareto front",
+                line={"color": FRONT_COLOR, "width": 1.5, "dash": "dot", "shape": "hv"},
+                marker={"symbol": "circle-open", "size": 15, "color": FRONT_COLOR, "line": {"width": 2}},
+                customdata=custom(best),
+                hovertemplate=hover,
+            )
+        )
+    fig.update_layout(
+        height=480,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis_title=x_label,
+        yaxis_title=metric_label(metric),
+        legend={"orientation": "h", "y": -0.2},
+        hovermode="closest",
+    )
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def color_range(pivots: Sequence[pd.DataFrame]) -> tuple[float, float]:
+    """One (min, max) over several grids, so their heatmaps share a colour scale."""
+    values = np.concatenate([p.to_numpy(dtype="float64").ravel() for p in pivots]) if pivots else np.array([])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (0.0, 1.0)
+    low, high = float(values.min()), float(values.max())
+    if math.isclose(low, high):
+        low, high = low - 0.01, high + 0.01
+    return (low, high)

@@ -1,0 +1,93 @@
+"""Curves: accuracy vs cost for one or more checkpoints, with the Pareto front and a CSV download."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import figures, submodels, views
+from ui import nav, pickers, resources, state
+
+state.init_page("curves", {"log_x": False, "show_grid": True})
+st.title("Accuracy vs cost")
+
+records = resources.checkpoints()
+if not records:
+    st.info(
+        "Nothing is evaluated yet. First evaluate the default grid on the Home page.", icon=":material/info:"
+    )
+    nav.link(nav.HOME, "Go to Home", icon=":material/home:")
+    st.stop()
+
+choice = pickers.dataset(resources.dataset_choices(), "curves_dataset")
+frames = {r.fingerprint: resources.results(r.fingerprint, choice.fingerprint) for r in records}
+refs = pickers.checkpoint_refs(records)
+with_results = [ref for ref, r in refs.items() if not frames[r.fingerprint].empty]
+if not with_results:
+    st.info(
+        f"No checkpoint has results on **{choice.name}** yet: evaluate a grid on the Explore page "
+        "(or the default grid on Home), then come back.",
+        icon=":material/info:",
+    )
+    nav.link(nav.EXPLORE, "Go to Explore", icon=":material/grid_on:")
+    st.stop()
+
+chosen = pickers.checkpoints(records, "curves_checkpoints", with_results)
+if not chosen:
+    st.info("Pick at least one checkpoint in the sidebar.", icon=":material/info:")
+    st.stop()
+names = pickers.short_names(chosen)
+frame = pd.concat([frames[r.fingerprint] for r in chosen], ignore_index=True)
+frame["checkpoint"] = frame["checkpoint_fp"].map(names)
+metric = pickers.metric(choice.kind, frame, "curves_metric")
+stored_precisions = [p for p in submodels.PRECISIONS if p in set(frame["precision"])] or ["float32"]
+state.bind_multi("curves_precisions", None, stored_precisions, [state.get("precision") or "float32"])
+precisions = st.sidebar.multiselect("Precisions", stored_precisions, key="curves_precisions")
+
+diagonals = {r.fingerprint: submodels.default_diagonal(r.num_layers, r.embedding_dim) for r in chosen}
+points = views.curve_points(frame, metric, diagonals, precisions or stored_precisions)
+points = views.with_measured_costs(points, resources.measured_costs([r.fingerprint for r in chosen]))
+axes = {axis.column: axis for axis in views.cost_axes(points)}
+
+left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
+state.bind_widget("curves_x", None, list(axes), "bytes_per_vector")
+x = left.selectbox("Cost (x axis)", list(axes), key="curves_x", format_func=lambda c: axes[c].label)
+log_x = middle.toggle("Log x", key="curves_log_x")
+show_grid = right.toggle("Whole grid", key="curves_show_grid", help="Off: only the diagonal pairs.")
+axis = axes[x]
+shown = points if show_grid else points[points["on_diagonal"].astype(bool)]
+front = views.pareto_front(shown, axis.column, cost_lower_is_better=axis.lower_is_better)
+
+if shown.empty:
+    st.info(
+        "No points to show: turn on 'Whole grid' or evaluate the diagonal cells on Explore.",
+        icon=":material/info:",
+    )
+    st.stop()
+st.plotly_chart(
+    figures.cost_curve(shown, axis.column, x_label=axis.label, metric=metric, front=front, log_x=log_x),
+    key="curves_chart",
+    config={"displaylogo": False, "toImageButtonOptions": {"filename": f"curves-{choice.name}-{metric}"}},
+)
+st.caption(
+    f"Lines: each checkpoint's Starbucks-style diagonal; dots: the rest of its grid; ringed: the Pareto front "
+    f"(no other sub-model is both cheaper in {axis.label} and better). PNG: the camera button of the chart."
+)
+
+columns = ["checkpoint", "layer", "dim", "precision", "value", axis.column]
+front_table = shown[front][columns].drop_duplicates().sort_values(axis.column, ascending=axis.lower_is_better)
+st.subheader(f"Pareto front ({len(front_table)} sub-models)")
+st.dataframe(
+    front_table.rename(columns={"value": metric}),
+    hide_index=True,
+    key="curves_front",
+    column_config={metric: st.column_config.NumberColumn(format="%.4f")},
+)
+download = shown.assign(pareto=front).drop(columns=["checkpoint_fp"]).rename(columns={"value": metric})
+st.download_button(
+    "Download the points as CSV",
+    download.to_csv(index=False),
+    file_name=f"curves-{choice.name.replace('/', '_')}-{metric}.csv",
+    mime="text/csv",
+    key="curves_download",
+)

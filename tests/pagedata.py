@@ -1,0 +1,95 @@
+"""A small evaluated lab for the page tests: two tiny checkpoints of different shapes on a tiny STS set.
+
+``build_lab(folder)`` writes two tiny random-weight checkpoints (``tiny-4x64``: 4 layers x 64 dims and
+``tiny-3x48``: 3 x 48), a 24-pair STS tsv, and evaluates both default grids (plus the Starbucks
+diagonal dims) through ``core.evaluate.evaluate_grid`` into ``folder/lab.sqlite3``. The values are
+meaningless (random weights) but real: every number the pages show comes from this database.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import datasets, evaluate, views
+from core.submodels import EmbeddingCache
+from storage import db
+from tests.tinymodel import build_tiny_checkpoint
+
+STS_DATASET = "tiny-sts"
+PAIRS = [
+    ("A man is playing a guitar.", "A person plays the guitar.", 4.6),
+    ("A woman is slicing an onion.", "Someone is cutting an onion.", 4.2),
+    ("A dog runs through the grass.", "A dog is running on a lawn.", 4.4),
+    ("Two kids are playing football.", "Children play soccer outside.", 3.9),
+    ("The cat sleeps on the sofa.", "A cat is asleep on the couch.", 4.8),
+    ("A man is driving a car.", "A man is riding a horse.", 1.2),
+    ("The stock market fell today.", "Shares dropped sharply this morning.", 3.5),
+    ("She is reading a book.", "A woman is cooking dinner.", 0.6),
+    ("A plane is taking off.", "An airplane departs from the runway.", 4.5),
+    ("The child is laughing.", "A baby is crying loudly.", 1.0),
+    ("A chef prepares a meal.", "A cook is making food.", 4.1),
+    ("It is raining in the city.", "The sun shines over the beach.", 0.4),
+    ("A man plays the piano.", "A man is playing a keyboard instrument.", 4.0),
+    ("The team won the match.", "The players lost the game.", 1.8),
+    ("A bird is flying over the sea.", "A seagull glides above the ocean.", 4.3),
+    ("People are dancing at a party.", "A crowd dances at a celebration.", 4.2),
+    ("The computer is broken.", "The laptop does not work.", 3.8),
+    ("A girl is painting a picture.", "A man repairs a bicycle.", 0.2),
+    ("The train arrives at noon.", "The train comes at twelve o'clock.", 4.7),
+    ("He is swimming in the pool.", "He is running in the park.", 1.4),
+    ("A monkey climbs a tree.", "An ape is climbing up a tree.", 4.4),
+    ("The soup is too salty.", "The weather is cold today.", 0.1),
+    ("A boy kicks a ball.", "A ball is kicked by a boy.", 4.9),
+    ("Two men are fighting.", "Two men are talking quietly.", 1.6),
+]
+
+
+@dataclass(frozen=True)
+class Lab:
+    """Paths and names of a built lab."""
+
+    folder: Path
+    database_url: str
+    checkpoints: dict[str, Path]  # short name -> folder
+    sts_path: Path
+    sts_spec: datasets.DatasetSpec
+
+
+def write_sts(path: Path) -> Path:
+    """The tiny STS set as a tsv with the header sentence1, sentence2, score."""
+    lines = ["sentence1\tsentence2\tscore", *(f"{a}\t{b}\t{s}" for a, b, s in PAIRS)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def build_lab(folder: Path) -> Lab:
+    """Write and evaluate the tiny lab under ``folder`` (uses the MLAB_* env of the caller for nothing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shapes = {"tiny-4x64": (4, 64), "tiny-3x48": (3, 48)}
+    paths = {
+        name: build_tiny_checkpoint(folder / name, layers=k, hidden=d, seed=i)
+        for i, (name, (k, d)) in enumerate(shapes.items())
+    }
+    sts = write_sts(folder / "tiny-sts.tsv")
+    spec = datasets.DatasetSpec(STS_DATASET, datasets.STS, sts, "test")
+    url = f"sqlite:///{folder / 'lab.sqlite3'}"
+    factory = db.init_db(url)
+    cache = EmbeddingCache(folder / "embedding-cache")
+    for name, path in paths.items():
+        k, d = shapes[name]
+        evaluate.evaluate_grid(
+            str(path), spec, dims=views.default_grid_dims(k, d), session_factory=factory, cache=cache
+        )
+    db.dispose_engines()
+    return Lab(folder, url, paths, sts, spec)
+
+
+if __name__ == "__main__":  # python -m tests.pagedata FOLDER: build a lab to look at by hand
+    import sys
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/mlab-pagedata")
+    os.environ.setdefault("MLAB_HOME", str(target / "home"))
+    lab = build_lab(target)
+    print(lab.database_url)

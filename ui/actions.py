@@ -1,0 +1,146 @@
+"""Actions the pages trigger: evaluate a grid with a progress bar, register checkpoints and datasets,
+delete and resume runs. Each calls core/storage, invalidates the cached reads and returns plain values;
+errors propagate to the caller (wrap calls in ``ui.errors.user_errors``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import streamlit as st
+
+from core import checkpoints, datasets, evaluate, registry, settings, submodels, views
+from core.evaluate import GridReport
+from storage import repository
+from ui import errors, resources
+
+PHASE_LABELS = {"encode": "Encoding texts", "score": "Scoring cells"}
+
+
+def evaluate_with_progress(
+    checkpoint: str,
+    dataset: datasets.DatasetSpec,
+    layers: Sequence[int] | None = None,
+    dims: Sequence[int] | None = None,
+    precisions: Sequence[str] = ("float32",),
+) -> GridReport:
+    """Evaluate (and store) a grid, drawing an ``st.progress`` bar with counts; dims default to the
+    default grid plus the Starbucks diagonal dims."""
+    bar = st.progress(0.0, text=f"Loading checkpoint {checkpoint} ...")
+
+    def progress(phase: str, done: int, total: int) -> None:
+        fraction = min(1.0, done / total) if total else 1.0
+        bar.progress(fraction, text=f"{PHASE_LABELS.get(phase, phase)}: {done}/{total}")
+
+    try:
+        loaded = checkpoints.load(checkpoint)
+        if dims is None:
+            dims = views.default_grid_dims(loaded.info.num_layers, loaded.info.embedding_dim)
+        report = evaluate.evaluate_grid(
+            loaded,
+            dataset,
+            layers=layers,
+            dims=dims,
+            precisions=precisions,
+            session_factory=resources.session_factory(),
+            cache=submodels.EmbeddingCache(),
+            progress=progress,
+        )
+    finally:
+        resources.bump()
+        bar.empty()
+    return report
+
+
+def checkpoint_name(record: repository.CheckpointRecord) -> str:
+    """What ``checkpoints.load`` takes for a stored checkpoint (default, folder path or hub id@rev)."""
+    return record.name
+
+
+def register_checkpoint(text: str) -> repository.CheckpointRecord:
+    """Load (validate, fingerprint, describe) a checkpoint and store its description."""
+    record = registry.register_checkpoint(text, resources.session_factory())
+    resources.bump()
+    return record
+
+
+def _friendly_name(spec: datasets.DatasetSpec) -> str:
+    path = Path(spec.path)
+    return f"{path.parent.name}/{path.stem}" if spec.kind == datasets.STS else path.name
+
+
+def register_dataset(spec: datasets.DatasetSpec) -> repository.DatasetRecord:
+    """Validate (load) a dataset and store its description."""
+    record = registry.register_dataset(spec, resources.session_factory())
+    resources.bump()
+    return record
+
+
+def register_dataset_path(text: str, split: str | None = None) -> repository.DatasetRecord:
+    """Register an STS .tsv file or a BEIR folder given by path."""
+    settings.ensure_writable("registering a dataset")
+    raw = text.strip()
+    if not raw:
+        raise datasets.DatasetError("no dataset path given: type an STS .tsv file or a BEIR folder")
+    spec = datasets.resolve_dataset(raw, split or None)
+    if spec.name == str(Path(spec.path)):  # a path, not a built-in: give it a readable name
+        spec = dataclasses.replace(spec, name=_friendly_name(spec))
+    return register_dataset(spec)
+
+
+def register_upload(data: bytes, filename: str) -> repository.DatasetRecord:
+    """Store an uploaded STS .tsv or zipped BEIR folder under the lab's home and register it."""
+    spec = datasets.save_upload(data, filename, settings.lab_home() / "datasets")
+    return register_dataset(spec)
+
+
+def delete_run(run_id: int) -> None:
+    """Delete a run and the results it wrote."""
+    settings.ensure_writable("deleting a run")
+    with resources.session_factory()() as s, s.begin():
+        repository.delete_run(s, run_id)
+    resources.bump()
+
+
+def resume_run(run: repository.RunRecord) -> GridReport:
+    """Run an interrupted or failed evaluation again; stored cells are kept, the rest computed."""
+    if run.kind != "evaluate":
+        raise evaluate.EvaluationError(f"run {run.id} is a {run.kind} run; only evaluate runs resume here")
+    with resources.session_factory()() as s:
+        record = repository.get_checkpoint(s, run.checkpoint_fp)
+    if record is None:
+        raise evaluate.EvaluationError(f"run {run.id}: its checkpoint is no longer registered")
+    choice = resources.dataset_by_fingerprint(run.dataset_fp)
+    if choice is None or choice.spec is None:
+        raise datasets.DatasetError(f"run {run.id}: the files of dataset {run.dataset_name!r} are gone")
+    params = run.params
+    return evaluate_with_progress(
+        checkpoint_name(record),
+        choice.spec,
+        layers=params.get("layers"),
+        dims=params.get("dims"),
+        precisions=params.get("precisions") or ("float32",),
+    )
+
+
+def compute_button(
+    label: str,
+    key: str,
+    checkpoint: str,
+    dataset: resources.DatasetChoice,
+    layers: Sequence[int] | None = None,
+    dims: Sequence[int] | None = None,
+    precisions: Sequence[str] = ("float32",),
+    primary: bool = False,
+) -> None:
+    """A button that evaluates (and stores) the given cells with a progress bar, then redraws the page."""
+    if dataset.spec is None:
+        st.caption(f"Cannot compute: the files of dataset {dataset.name} are missing.")
+        return
+    if not st.button(label, key=key, type="primary" if primary else "secondary"):
+        return
+    with errors.user_errors(f"evaluating {checkpoint} on {dataset.name}"):
+        evaluate_with_progress(checkpoint, dataset.spec, layers, dims, precisions)
+        st.rerun()

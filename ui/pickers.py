@@ -1,0 +1,135 @@
+"""Pickers bound to the shared state: checkpoint(s), dataset, metric, precision.
+
+Each takes the widget key the page owns (``explore_checkpoint``) and a container (default: the
+sidebar), seeds the widget from the shared value (``ui.state``), and publishes the choice back to the
+shared key and the URL. A checkpoint is referred to by its name, or by a fingerprint prefix when two
+registered checkpoints share a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import figures, metrics, submodels
+from storage.repository import CheckpointRecord
+from ui import state
+from ui.resources import DatasetChoice
+
+FP_REF_LEN = 12
+
+
+def checkpoint_refs(records: Sequence[CheckpointRecord]) -> dict[str, CheckpointRecord]:
+    """Ref -> record: the name when unique, else the fingerprint prefix."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.name] = counts.get(r.name, 0) + 1
+    return {(r.name if counts[r.name] == 1 else r.fingerprint[:FP_REF_LEN]): r for r in records}
+
+
+def checkpoint_label(record: CheckpointRecord) -> str:
+    """``default (all-MiniLM-L6-v2, 6 x 384)``."""
+    label = record.info.get("label") or ""
+    shape = f"{record.num_layers} x {record.embedding_dim}"
+    name = record.name if len(record.name) <= 48 else "..." + record.name[-45:]
+    return f"{name} ({label}, {shape})" if label and label != record.name else f"{name} ({shape})"
+
+
+def _container(where: Any) -> Any:
+    return st.sidebar if where is None else where
+
+
+def checkpoint(
+    records: Sequence[CheckpointRecord], key: str, where: Any = None, label: str = "Checkpoint"
+) -> CheckpointRecord:
+    """A single checkpoint (default: the shared one, else ``default``, else the first)."""
+    refs = checkpoint_refs(records)
+    options = list(refs)
+    fallback = "default" if "default" in refs else options[0]
+    state.bind_widget(key, "checkpoint", options, fallback)
+    chosen = _container(where).selectbox(
+        label, options, key=key, format_func=lambda r: checkpoint_label(refs[r])
+    )
+    state.publish("checkpoint", chosen)
+    return refs[chosen]
+
+
+def checkpoints(
+    records: Sequence[CheckpointRecord],
+    key: str,
+    default: Sequence[str],
+    where: Any = None,
+    label: str = "Checkpoints",
+) -> list[CheckpointRecord]:
+    """Several checkpoints (shared as the comma list ``checkpoints``; the first also as ``checkpoint``)."""
+    refs = checkpoint_refs(records)
+    options = list(refs)
+    state.bind_multi(key, "checkpoints", options, default)
+    chosen = _container(where).multiselect(
+        label, options, key=key, format_func=lambda r: checkpoint_label(refs[r])
+    )
+    state.publish("checkpoints", list(chosen))
+    if chosen:
+        state.publish("checkpoint", chosen[0])
+    return [refs[r] for r in chosen]
+
+
+def dataset(choices: Sequence[DatasetChoice], key: str, where: Any = None) -> DatasetChoice:
+    """A dataset (default: the shared one, else ``stsb-test``, else the first)."""
+    by_name = {c.name: c for c in choices}
+    options = list(by_name)
+    fallback = "stsb-test" if "stsb-test" in by_name else options[0]
+    state.bind_widget(key, "dataset", options, fallback)
+    chosen = _container(where).selectbox("Dataset", options, key=key, format_func=lambda n: by_name[n].label)
+    state.publish("dataset", chosen)
+    return by_name[chosen]
+
+
+def metric_options(kind: str, frame: pd.DataFrame) -> list[str]:
+    """Metrics of a dataset kind that are stored (all of the kind when none is), then any other stored."""
+    stored = set(frame["metric"]) if len(frame) else set()
+    known = list(metrics.METRICS.get(kind, ()))
+    options = [m for m in known if m in stored] or known
+    return options + sorted(stored - set(options))
+
+
+def metric(kind: str, frame: pd.DataFrame, key: str, where: Any = None) -> str:
+    """A metric of the dataset's kind (stored ones first; default: the main score)."""
+    options = metric_options(kind, frame)
+    state.bind_widget(key, "metric", options, metrics.MAIN_SCORE.get(kind, options[0]))
+    chosen = _container(where).selectbox("Metric", options, key=key, format_func=figures.metric_label)
+    state.publish("metric", chosen)
+    return str(chosen)
+
+
+def precision(frame: pd.DataFrame, key: str, where: Any = None) -> str:
+    """A precision among the stored ones (float32 when only that is stored: shown, not a choice)."""
+    stored = set(frame["precision"]) if len(frame) else set()
+    options = [p for p in submodels.PRECISIONS if p in stored] or ["float32"]
+    state.bind_widget(key, "precision", options, "float32" if "float32" in options else options[0])
+    chosen = _container(where).selectbox(
+        "Precision",
+        options,
+        key=key,
+        disabled=len(options) == 1,
+        help="Evaluate other precisions (int8, binary, ...) to compare them here.",
+    )
+    state.publish("precision", chosen)
+    return str(chosen)
+
+
+def short_names(records: Sequence[CheckpointRecord]) -> dict[str, str]:
+    """Fingerprint -> a short unique display name (the label or folder name; ``@fp`` added on clashes)."""
+    base = {
+        r.fingerprint: (r.info.get("label") or r.name.rstrip("/").rsplit("/", 1)[-1] or r.name)
+        for r in records
+    }
+    if "default" in {r.name for r in records}:
+        base.update({r.fingerprint: "default" for r in records if r.name == "default"})
+    counts: dict[str, int] = {}
+    for name in base.values():
+        counts[name] = counts.get(name, 0) + 1
+    return {fp: (name if counts[name] == 1 else f"{name}@{fp[:6]}") for fp, name in base.items()}

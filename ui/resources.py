@@ -1,0 +1,165 @@
+"""Cached resources and reads: the session factory (``st.cache_resource``) and bounded ``st.cache_data``
+reads of checkpoints, datasets, runs and results.
+
+Every cached read is keyed by the database URL and a write generation: after any write made from the
+app (``bump()``), the next read sees it at once; writes by another process (the CLI) show up within
+``TTL_S`` seconds. Returned values are copies (frozen records, DataFrames), safe to use anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import datasets, settings
+from storage import db, repository
+from ui import errors
+
+TTL_S = 30
+_generation = 0
+
+
+def bump() -> None:
+    """Invalidate the cached reads after a write (evaluate, register, delete)."""
+    global _generation
+    _generation += 1
+
+
+def generation() -> int:
+    """The current write generation (part of every cached read's key)."""
+    return _generation
+
+
+@st.cache_resource(show_spinner=False)
+def _factory(url: str) -> sessionmaker[Session]:
+    return db.init_db(url)
+
+
+def session_factory() -> sessionmaker[Session]:
+    """The migrated database's session factory; on a broken database the page shows why and stops."""
+    url = settings.database_url()
+    try:
+        return _factory(url)
+    except Exception as exc:
+        errors.show(exc, f"cannot open the results database {db.safe_url(url)}")
+        st.stop()
+        raise  # unreachable: st.stop raises
+
+
+# ------------------------------------------------------------------------------ cached reads
+
+
+@st.cache_data(ttl=TTL_S, max_entries=8, show_spinner=False)
+def _checkpoints(url: str, gen: int) -> list[repository.CheckpointRecord]:
+    with _factory(url)() as s:
+        return repository.list_checkpoints(s)
+
+
+def checkpoints() -> list[repository.CheckpointRecord]:
+    """Every registered checkpoint."""
+    session_factory()
+    return _checkpoints(settings.database_url(), _generation)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def _results(
+    url: str, gen: int, checkpoint_fp: str | None, dataset_fp: str | None, run_id: int | None
+) -> pd.DataFrame:
+    with _factory(url)() as s:
+        return repository.results_frame(s, checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id)
+
+
+def results(
+    checkpoint_fp: str | None = None, dataset_fp: str | None = None, run_id: int | None = None
+) -> pd.DataFrame:
+    """Stored results (long format, ``repository.RESULT_COLUMNS``), filtered."""
+    session_factory()
+    return _results(settings.database_url(), _generation, checkpoint_fp, dataset_fp, run_id)
+
+
+@st.cache_data(ttl=5, max_entries=8, show_spinner=False)
+def _runs(url: str, gen: int) -> list[repository.RunRecord]:
+    with _factory(url)() as s, s.begin():
+        repository.mark_interrupted_runs(s)
+        return repository.list_runs(s)
+
+
+def runs() -> list[repository.RunRecord]:
+    """Every run, newest first (dead 'running' runs are marked interrupted first)."""
+    session_factory()
+    return _runs(settings.database_url(), _generation)
+
+
+# ------------------------------------------------------------------------------ dataset choices
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """A dataset the pickers offer: a built-in or a registered one (``spec`` None if its files are gone)."""
+
+    name: str
+    kind: str
+    split: str
+    fingerprint: str
+    spec: datasets.DatasetSpec | None
+    builtin: bool
+
+    @property
+    def label(self) -> str:
+        """What the picker shows."""
+        gone = "" if self.spec is not None else ", files missing"
+        return f"{self.name} ({self.kind}{gone})"
+
+
+@st.cache_data(ttl=TTL_S, max_entries=8, show_spinner=False)
+def _dataset_choices(url: str, gen: int) -> list[DatasetChoice]:
+    choices: list[DatasetChoice] = []
+    for spec in datasets.builtin_datasets().values():
+        try:
+            fp = datasets.dataset_fingerprint(spec)
+        except (OSError, ValueError):
+            continue
+        choices.append(DatasetChoice(spec.name, spec.kind, spec.split, fp, spec, True))
+    known = {c.fingerprint for c in choices}
+    names = {c.name for c in choices}
+    with _factory(url)() as s:
+        records = repository.list_datasets(s)
+    for record in records:
+        if record.fingerprint in known:
+            continue
+        spec = datasets.DatasetSpec(record.name, record.kind, record.path, record.split)
+        files_ok = all(p.is_file() for p in spec.files())
+        name = record.name if record.name not in names else f"{record.name}@{record.fingerprint[:8]}"
+        spec = dataclasses.replace(spec, name=name)
+        choices.append(
+            DatasetChoice(
+                name, record.kind, record.split, record.fingerprint, spec if files_ok else None, False
+            )
+        )
+        known.add(record.fingerprint)
+        names.add(name)
+    return choices
+
+
+def dataset_choices() -> list[DatasetChoice]:
+    """Built-in datasets, then registered ones (same content listed once)."""
+    session_factory()
+    return _dataset_choices(settings.database_url(), _generation)
+
+
+def dataset_by_fingerprint(fingerprint: str | None) -> DatasetChoice | None:
+    """The dataset choice with this content fingerprint."""
+    return next((c for c in dataset_choices() if c.fingerprint == fingerprint), None)
+
+
+def measured_costs(checkpoint_fps: list[str]) -> pd.DataFrame | None:
+    """Measured cost columns for curves (``views.MEASURED_COST_AXES``) keyed by checkpoint_fp/layer/...
+
+    Seam for the cost engine (core/cost): return its stored measurements here and the Curves page offers
+    them as x axes through ``views.with_measured_costs`` / ``views.cost_axes``. None until then.
+    """
+    return None

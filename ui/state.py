@@ -1,0 +1,105 @@
+"""Cross-page state: a few shared session-state keys mirrored in the URL so a link reproduces a view.
+
+Shared keys (plain session-state values, never widget keys, so they survive page switches):
+
+| key | holds | URL |
+| --- | --- | --- |
+| ``checkpoint`` | a checkpoint ref: its name, or a fingerprint prefix when names repeat | ``?checkpoint=default`` |
+| ``checkpoints`` | comma-separated refs for multi-checkpoint pages (Compare, Curves) | ``?checkpoints=a,b`` |
+| ``dataset`` | a dataset name (built-in or registered) | ``?dataset=stsb-test`` |
+| ``metric`` | a metric key | ``?metric=cosine_spearman`` |
+| ``precision`` | a precision | ``?precision=float32`` |
+
+On the first run of a session the URL wins (a shared link); afterwards session state wins and every
+page writes its values back to the URL. Page-specific knobs use keys prefixed with the page name
+(``explore_layer``) and may also be read from the URL once (``url_value("layer")``).
+
+Widgets own separate keys (``explore_checkpoint``); ``bind_widget`` seeds a widget from the shared
+value before it is drawn and ``publish`` copies the chosen value back, which avoids Streamlit's clean-up
+of widget state on pages that do not draw that widget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import streamlit as st
+
+SHARED_KEYS: tuple[str, ...] = ("checkpoint", "checkpoints", "dataset", "metric", "precision")
+_URL_READ = "_url_read"  # set of url keys already consumed this session
+
+
+def init_shared() -> None:
+    """Initialise every shared key once per session, from the URL when it carries one."""
+    for key in SHARED_KEYS:
+        if key not in st.session_state:
+            value = st.query_params.get(key)
+            st.session_state[key] = value if value else None
+
+
+def get(key: str) -> Any:
+    """A shared value (None when unset)."""
+    return st.session_state.get(key)
+
+
+def url_value(key: str) -> str | None:
+    """A page-specific URL value, returned only on the first call of the session for that key."""
+    seen: set[str] = st.session_state.setdefault(_URL_READ, set())
+    if key in seen:
+        return None
+    seen.add(key)
+    value = st.query_params.get(key)
+    return value or None
+
+
+def url_int(key: str) -> int | None:
+    """``url_value`` as an int (None when absent or not a number)."""
+    value = url_value(key)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def publish(key: str, value: Any, url: bool = True) -> None:
+    """Store a value under a shared (or page) key and mirror it in the URL (None removes it)."""
+    st.session_state[key] = value
+    if not url:
+        return
+    text = ",".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+    if text is None or text == "":
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != str(text):
+        st.query_params[key] = str(text)
+
+
+def bind_widget(widget_key: str, shared_key: str | None, options: Sequence[Any], default: Any) -> None:
+    """Before drawing a single-choice widget: make its value valid, preferring the shared value."""
+    current = st.session_state.get(widget_key)
+    if current in options:
+        return
+    shared = st.session_state.get(shared_key) if shared_key else None
+    st.session_state[widget_key] = shared if shared in options else default
+
+
+def bind_multi(
+    widget_key: str, shared_key: str | None, options: Sequence[Any], default: Sequence[Any]
+) -> None:
+    """Before drawing a multiselect: keep valid choices, else take the shared comma list or ``default``."""
+    current = st.session_state.get(widget_key)
+    if isinstance(current, list) and current and all(c in options for c in current):
+        return
+    shared = st.session_state.get(shared_key) if shared_key else None
+    if isinstance(shared, str):
+        shared = [s for s in shared.split(",") if s]
+    chosen = [s for s in (shared or []) if s in options]
+    st.session_state[widget_key] = chosen or [d for d in default if d in options]
+
+
+def init_page(prefix: str, defaults: dict[str, Any]) -> None:
+    """Initialise a page's own keys (``{prefix}_{name}``) once per session."""
+    init_shared()
+    for name, value in defaults.items():
+        st.session_state.setdefault(f"{prefix}_{name}", value)
