@@ -1,0 +1,645 @@
+"""The training loop: fine-tune a base checkpoint with one of the 2D Matryoshka methods on CPU.
+
+``train(TrainConfig(...))`` loads the base checkpoint (never mutating the shared cached model: it trains
+a deep copy, or a truncated copy for ``separate``), loads pairs from an STS file (CoSENT) or a BEIR
+train split (MultipleNegativesRanking), and runs AdamW with linear warmup and decay, gradient clipping
+at 1.0 and weight decay 0 (the Hugging Face Trainer defaults sentence-transformers trains with).
+
+Each step tokenizes the batch's two text columns, runs ONE encoder pass per column through
+``core.submodels.forward_all_layers`` (every needed layer pooled from the same pass the evaluator
+uses) and hands the pooled embeddings to ``core.training.losses``. Batches are shuffled per epoch by a
+seeded generator; dropout and 2DMSE sampling are seeded too, so the same seed, data and thread count
+give the same weights on CPU.
+
+Output: ``output_dir`` holds a sentence-transformers folder with ``training_card.json``; for
+``separate`` it holds ``manifest.json`` and one such folder per (layer, dim) pair. Work happens in a
+hidden sibling folder renamed into place at the end, so a cancelled or failed run leaves no half
+checkpoint; only finished folders are registered in the database (with a ``runs`` row of kind train).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core import checkpoints, settings
+from core.training import card as cards
+from core.training import data as training_data
+from core.training import losses
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sqlalchemy.orm import Session, sessionmaker
+
+METHODS: tuple[str, ...] = ("starbucks", "2dmse", "mrl", "full", "separate")
+ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
+StopFn = Callable[[], bool]  # True = cancel now (checked before every step)
+
+
+class TrainingError(ValueError):
+    """A training request that cannot run (bad method, pairs, hyper-parameter or output folder)."""
+
+
+class TrainingCancelled(RuntimeError):
+    """Raised by ``train`` when the stop callback asked to cancel; nothing was saved or registered."""
+
+
+def parse_pairs(text: str | Sequence[Sequence[int]] | None) -> tuple[tuple[int, int], ...] | None:
+    """``"1:32,2:64"`` -> ((1, 32), (2, 64)); None/"" -> None (the default diagonal).
+
+    >>> parse_pairs("1:32, 6:384")
+    ((1, 32), (6, 384))
+    """
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    if not isinstance(text, str):
+        return tuple((int(k), int(d)) for k, d in text)
+    pairs: list[tuple[int, int]] = []
+    for item in text.split(","):
+        layer, sep, dim = item.strip().partition(":")
+        if not sep or not layer.strip().isdigit() or not dim.strip().isdigit():
+            raise TrainingError(f"--pairs: {item.strip()!r} is not LAYER:DIM (e.g. 1:32,2:64,6:384)")
+        pairs.append((int(layer), int(dim)))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (recorded in the training card).
+
+    ``max_steps`` (when set) overrides ``epochs``, as in the Hugging Face Trainer. ``pairs`` None means
+    ``core.submodels.default_diagonal`` of the base model. ``kl_weight`` multiplies the KL term of
+    ``starbucks`` (the paper's 0.3) and of ``2dmse`` (the library's ``kl_temperature * kl_div_weight``
+    = 0.3). ``kl_mode`` (starbucks): ``embedding`` (paper) or ``similarity`` (in-batch similarity
+    distributions at ``kl_temperature``). ``layers_per_step``/``dims_per_step``/``layer_weighting``
+    apply to ``2dmse`` only. ``limit`` keeps the first N training pairs (tests, benchmarks).
+    """
+
+    output_dir: str
+    base: str = "default"
+    method: str = "starbucks"
+    dataset: str = "stsb-train"
+    pairs: tuple[tuple[int, int], ...] | None = None
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    max_length: int | None = None
+    loss_scale: float = 20.0
+    full_weight: float = 1.0
+    pair_weights: tuple[float, ...] | None = None
+    kl_weight: float = 0.3
+    kl_mode: str = "embedding"
+    kl_temperature: float = 0.3
+    detach_teacher: bool = True
+    layers_per_step: int = 1
+    dims_per_step: int = -1
+    layer_weighting: str = "uniform"
+    limit: int | None = None
+    register: bool = True
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One saved checkpoint of a run (``separate`` makes one per pair)."""
+
+    path: Path
+    fingerprint: str
+    card: dict[str, Any]
+    pair: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` produced: the output folder, its checkpoints, and the run id (None if unregistered)."""
+
+    output_dir: Path
+    models: list[TrainedModel]
+    run_id: int | None
+    wall_time_s: float
+    loss_curve: list[float] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+def _check_config(config: TrainConfig) -> None:
+    if config.method not in METHODS:
+        raise TrainingError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
+    if not str(config.output_dir).strip():
+        raise TrainingError("no output folder given")
+    positive = {"epochs": config.epochs, "batch size": config.batch_size}
+    for name, value in positive.items():
+        if value < 1:
+            raise TrainingError(f"{name} must be at least 1, got {value}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise TrainingError(f"max steps must be at least 1, got {config.max_steps}")
+    if not config.learning_rate > 0:
+        raise TrainingError(f"learning rate must be > 0, got {config.learning_rate}")
+    if not 0 <= config.warmup_ratio < 1:
+        raise TrainingError(f"warmup ratio must be in [0, 1), got {config.warmup_ratio}")
+    if config.max_length is not None and config.max_length < 2:
+        raise TrainingError(f"max length must be at least 2 tokens, got {config.max_length}")
+    for name, weight in {
+        "kl weight": config.kl_weight,
+        "full weight": config.full_weight,
+        "weight decay": config.weight_decay,
+        "max grad norm": config.max_grad_norm,
+    }.items():
+        if weight < 0 or not math.isfinite(weight):
+            raise TrainingError(f"{name} must be a finite number >= 0, got {weight}")
+    if not config.kl_temperature > 0:
+        raise TrainingError(f"KL temperature must be > 0, got {config.kl_temperature}")
+    if config.kl_mode not in losses.KL_MODES:
+        raise TrainingError(f"unknown KL mode {config.kl_mode!r}; choose from {', '.join(losses.KL_MODES)}")
+    if config.layer_weighting not in losses.LAYER_WEIGHTINGS:
+        raise TrainingError(
+            f"unknown layer weighting {config.layer_weighting!r}; choose from {', '.join(losses.LAYER_WEIGHTINGS)}"
+        )
+
+
+def resolve_pairs(
+    pairs: Sequence[tuple[int, int]] | None, num_layers: int, width: int
+) -> tuple[tuple[int, int], ...]:
+    """The pairs to train, checked against the base model: layer in 1..L, dim in 1..width, no repeats."""
+    from core.submodels import default_diagonal
+
+    chosen = tuple(pairs) if pairs else tuple(default_diagonal(num_layers, width))
+    if len(set(chosen)) != len(chosen):
+        raise TrainingError(f"--pairs lists a pair twice: {chosen}")
+    for layer, dim in chosen:
+        if not 1 <= layer <= num_layers:
+            raise TrainingError(
+                f"pair {layer}:{dim}: layer must be in 1..{num_layers} for this base checkpoint"
+            )
+        if not 1 <= dim <= width:
+            raise TrainingError(f"pair {layer}:{dim}: dim must be in 1..{width} for this base checkpoint")
+    return chosen
+
+
+def _total_steps(config: TrainConfig, n_examples: int) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    return config.epochs * training_data.steps_per_epoch(n_examples, config.batch_size)
+
+
+def _prepare_output(output_dir: Path) -> Path:
+    """Refuse a non-empty output folder; return the hidden work folder beside it."""
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise TrainingError(f"output folder {str(output_dir)!r} already exists and is not empty")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = output_dir.parent / f".{output_dir.name}.partial-{os.getpid()}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    return work
+
+
+# ------------------------------------------------------------------------------------ objective
+
+
+@dataclass(frozen=True)
+class Objective:
+    """How one model's step loss is computed: method, pairs and loss options, for a model of this shape."""
+
+    method: str
+    pairs: tuple[tuple[int, int], ...]
+    num_layers: int
+    width: int
+    base_loss: str = "cosent"
+    loss_scale: float = 20.0
+    full_weight: float = 1.0
+    pair_weights: tuple[float, ...] | None = None
+    kl_weight: float = 0.3
+    kl_mode: str = "embedding"
+    kl_temperature: float = 0.3
+    detach_teacher: bool = True
+    layers_per_step: int = 1
+    dims_per_step: int = -1
+    layer_weighting: str = "uniform"
+
+    @property
+    def dims(self) -> list[int]:
+        """Descending dims of the Matryoshka methods: every pair's dim plus the full width."""
+        return sorted({d for _, d in self.pairs} | {self.width}, reverse=True)
+
+    def describe(self) -> dict[str, Any]:
+        """The loss and its weights, for the training card."""
+        out: dict[str, Any] = {"base_loss": self.base_loss, "scale": self.loss_scale}
+        if self.method == "starbucks":
+            out |= {
+                "full_weight": self.full_weight,
+                "pair_weights": list(self.pair_weights or [1.0] * len(self.pairs)),
+                "kl_weight": self.kl_weight,
+                "kl_mode": self.kl_mode,
+                "detach_teacher": self.detach_teacher,
+            }
+            if self.kl_mode == "similarity":
+                out["kl_temperature"] = self.kl_temperature
+        elif self.method == "2dmse":
+            out |= {
+                "semantics": "sentence-transformers 6.2.0 Matryoshka2dLoss",
+                "dims": self.dims,
+                "layers_per_step": self.layers_per_step,
+                "dims_per_step": self.dims_per_step,
+                "layer_candidates": "hidden-state indices 0..L-1 (0 = embedding output)",
+                "layer_weighting": self.layer_weighting,
+                "kl_weight": self.kl_weight,
+                "kl_temperature": self.kl_temperature,
+                "detach_teacher": self.detach_teacher,
+            }
+        elif self.method == "mrl":
+            out |= {
+                "semantics": "sentence-transformers MatryoshkaLoss",
+                "dims": self.dims,
+                "dim_weights": 1.0,
+            }
+        elif self.method == "separate":
+            ((layer, dim),) = self.pairs
+            out |= {"layer": layer, "dim": dim}
+        return out
+
+    def step(
+        self,
+        model: SentenceTransformer,
+        base: losses.BaseLoss,
+        texts: Sequence[Sequence[str]],
+        labels: torch.Tensor,
+        rng: random.Random,
+    ) -> losses.LossParts:
+        """The loss of one batch: one encoder pass per text column, then the method's loss."""
+        from core.submodels import forward_all_layers
+
+        L, D = self.num_layers, self.width  # the paper's notation
+        plan = None
+        if self.method == "2dmse":
+            plan = losses.plan_2dmse(rng, L, len(self.dims), self.layers_per_step, self.dims_per_step)
+            layers = sorted({L, *plan.layers})
+        elif self.method == "starbucks":
+            layers = sorted({L} | {k for k, _ in self.pairs})
+        elif self.method == "separate":
+            layers = [self.pairs[0][0]]
+        else:
+            layers = [L]
+        columns = []
+        for column in texts:
+            features = model.preprocess(list(column))
+            columns.append(forward_all_layers(model, features, layers))
+        if self.method == "starbucks":
+            return losses.starbucks_loss(
+                base,
+                columns,
+                labels,
+                self.pairs,
+                L,
+                D,
+                full_weight=self.full_weight,
+                pair_weights=self.pair_weights,
+                kl_weight=self.kl_weight,
+                kl_mode=self.kl_mode,
+                kl_temperature=self.kl_temperature,
+                detach_teacher=self.detach_teacher,
+            )
+        if plan is not None:
+            return losses.two_d_mse_loss(
+                base,
+                columns,
+                labels,
+                plan,
+                L,
+                self.dims,
+                kl_weight=self.kl_weight,
+                kl_temperature=self.kl_temperature,
+                layer_weighting=self.layer_weighting,
+                detach_teacher=self.detach_teacher,
+            )
+        if self.method == "mrl":
+            return losses.mrl_loss(base, columns, labels, L, self.dims)
+        if self.method == "separate":
+            layer, dim = self.pairs[0]
+            return losses.separate_loss(base, columns, labels, layer, dim)
+        return losses.full_loss(base, columns, labels, L, D)
+
+
+def objective_for(
+    config: TrainConfig, pairs: tuple[tuple[int, int], ...], num_layers: int, width: int, base_loss: str
+) -> Objective:
+    """The objective of a config for a model with ``num_layers`` x ``width``."""
+    if config.pair_weights is not None and len(config.pair_weights) != len(pairs):
+        raise TrainingError(f"{len(config.pair_weights)} pair weights given for {len(pairs)} pairs")
+    return Objective(
+        method=config.method,
+        pairs=pairs,
+        num_layers=num_layers,
+        width=width,
+        base_loss=base_loss,
+        loss_scale=config.loss_scale,
+        full_weight=config.full_weight,
+        pair_weights=config.pair_weights,
+        kl_weight=config.kl_weight,
+        kl_mode=config.kl_mode,
+        kl_temperature=config.kl_temperature,
+        detach_teacher=config.detach_teacher,
+        layers_per_step=config.layers_per_step,
+        dims_per_step=config.dims_per_step,
+        layer_weighting=config.layer_weighting,
+    )
+
+
+# ------------------------------------------------------------------------------------ fitting
+
+
+def fit(
+    model: SentenceTransformer,
+    objective: Objective,
+    examples: training_data.TrainingExamples,
+    config: TrainConfig,
+    total_steps: int,
+    on_step: Callable[[int, float], None] | None = None,
+    should_stop: StopFn | None = None,
+) -> list[float]:
+    """Train ``model`` in place for ``total_steps`` optimizer steps; return the per-step loss curve.
+
+    Seeds torch (dropout) inside a forked RNG state, so the caller's global RNG is left alone.
+    Raises ``TrainingCancelled`` when ``should_stop()`` turns true (checked before every step).
+    """
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    base = losses.make_base_loss(objective.base_loss, model, scale=objective.loss_scale)
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    params = [*decay, *no_decay]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+    )
+    warmup = math.ceil(total_steps * config.warmup_ratio)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    rng = random.Random(config.seed)
+    labels_all = torch.from_numpy(np.asarray(examples.labels, dtype=np.float32))
+    curve: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model.train()
+        epoch = 0
+        while len(curve) < total_steps:
+            for idx in training_data.batches(len(examples), config.batch_size, config.seed, epoch):
+                if len(curve) >= total_steps:
+                    break
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelled(f"training cancelled after {len(curve)} of {total_steps} steps")
+                texts = ([examples.texts1[i] for i in idx], [examples.texts2[i] for i in idx])
+                parts = objective.step(model, base, texts, labels_all[idx], rng)
+                optimizer.zero_grad(set_to_none=True)
+                parts.total.backward()
+                if config.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                value = float(parts.total.detach())
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"the loss became {value} at step {len(curve) + 1}; lower the learning rate"
+                    )
+                curve.append(value)
+                if on_step is not None:
+                    on_step(len(curve), value)
+            epoch += 1
+    model.eval()
+    return curve
+
+
+# ------------------------------------------------------------------------------------ the run
+
+
+def _base_display(info: checkpoints.CheckpointInfo) -> str:
+    return info.name if info.kind != "local" else (info.label or Path(info.name).name)
+
+
+def _provenance(info: checkpoints.CheckpointInfo, dataset_fp: str) -> dict[str, Any]:
+    from core import provenance
+
+    return provenance.collect_provenance(info.to_dict(), dataset_fp)
+
+
+def _card(
+    config: TrainConfig,
+    objective: Objective,
+    pairs: tuple[tuple[int, int], ...],
+    base: checkpoints.CheckpointInfo,
+    examples: training_data.TrainingExamples,
+    total_steps: int,
+    provenance: dict[str, Any],
+    started: datetime,
+    wall_time_s: float,
+    curve: list[float],
+) -> dict[str, Any]:
+    label = f"{config.method} (from {_base_display(base)})"
+    if config.method == "separate":
+        layer, dim = objective.pairs[0]
+        label = f"separate {layer}x{dim} (from {_base_display(base)})"
+    return {
+        "label": label,
+        "method": config.method,
+        "pairs": [list(p) for p in pairs],
+        "loss": objective.describe(),
+        "hyperparameters": {
+            "epochs": config.epochs,
+            "max_steps": config.max_steps,
+            "steps": total_steps,
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "warmup_ratio": config.warmup_ratio,
+            "warmup_steps": math.ceil(total_steps * config.warmup_ratio),
+            "weight_decay": config.weight_decay,
+            "max_grad_norm": config.max_grad_norm,
+            "max_length": config.max_length,
+            "optimizer": "AdamW",
+            "scheduler": "linear warmup then linear decay",
+            "limit": config.limit,
+        },
+        "seed": config.seed,
+        "base_checkpoint": {"name": base.name, "fingerprint": base.fingerprint, "label": base.label},
+        "dataset": {
+            "name": examples.spec.name,
+            "kind": examples.spec.kind,
+            "split": examples.spec.split,
+            "fingerprint": examples.fingerprint,
+            "n_pairs": len(examples),
+        },
+        "provenance": provenance,
+        "started_at": started.isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 3),
+        "loss_curve": [round(v, 6) for v in curve],
+    }
+
+
+def train(
+    config: TrainConfig,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+) -> TrainResult:
+    """Run a training job end to end: validate, train, save, write cards, register. See the module doc.
+
+    ``progress(step, total, loss)`` is called after every optimizer step (steps count across all
+    models of a ``separate`` run). Raises ``TrainingError`` for a bad request before any work,
+    ``TrainingCancelled`` when ``should_stop()`` turned true; in both cases nothing is saved.
+    """
+    from core.training import registry
+
+    settings.ensure_writable("training a checkpoint")
+    _check_config(config)
+    output_dir = Path(config.output_dir).expanduser().resolve()
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise TrainingError(f"output folder {str(output_dir)!r} already exists and is not empty")
+    loaded = checkpoints.load(config.base)
+    info = loaded.info
+    pairs = resolve_pairs(config.pairs, info.num_layers, info.embedding_dim)
+    examples = training_data.load_examples(config.dataset, limit=config.limit)
+    steps_each = _total_steps(config, len(examples))
+    models_pairs: list[tuple[int, int] | None] = list(pairs) if config.method == "separate" else [None]
+    grand_total = steps_each * len(models_pairs)
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    provenance = _provenance(info, examples.fingerprint)
+    params = {
+        "method": config.method,
+        "pairs": [list(p) for p in pairs],
+        "config": {k: v for k, v in asdict(config).items() if k != "register"},
+    }
+
+    factory = None
+    run_id: int | None = None
+    if config.register:
+        from storage import db
+
+        factory = session_factory or db.init_db()
+        run_id = registry.start_train_run(
+            factory, info, examples.spec, examples.fingerprint, params, grand_total, provenance
+        )
+    recorder = (
+        registry.ProgressRecorder(factory, run_id) if factory is not None and run_id is not None else None
+    )
+    work = _prepare_output(output_dir)
+    status, error = "failed", None
+    saved: list[tuple[Path, SentenceTransformer, dict[str, Any], tuple[int, int] | None]] = []
+    curve_all: list[float] = []
+    try:
+        for index, pair in enumerate(models_pairs):
+            offset = index * steps_each
+
+            def on_step(step: int, loss: float, offset: int = offset) -> None:
+                if progress is not None:
+                    progress(offset + step, grand_total, loss)
+                if recorder is not None:
+                    recorder(offset + step, grand_total)
+
+            if pair is None:
+                model = copy.deepcopy(loaded.model)
+                objective = objective_for(
+                    config, pairs, info.num_layers, info.embedding_dim, examples.base_loss
+                )
+                folder = work
+            else:
+                from core.submodels import truncated_copy
+
+                model = truncated_copy(loaded.model, pair[0])
+                objective = objective_for(config, (pair,), pair[0], info.embedding_dim, examples.base_loss)
+                folder = work / f"layer{pair[0]}-dim{pair[1]}"
+            if config.max_length is not None:
+                model.max_seq_length = config.max_length
+            curve = fit(model, objective, examples, config, steps_each, on_step, should_stop)
+            curve_all.extend(curve)
+            folder.mkdir(parents=True, exist_ok=True)
+            model.save(str(folder), create_model_card=False)
+            card = _card(
+                config,
+                objective,
+                pairs if pair is None else (pair,),
+                info,
+                examples,
+                steps_each,
+                provenance,
+                started,
+                time.perf_counter() - t0,
+                curve,
+            )
+            if pair is not None:
+                card["separate"] = {"layer": pair[0], "dim": pair[1], "run_pairs": [list(p) for p in pairs]}
+            cards.save_card(folder, card)
+            saved.append((folder, model, card, pair))
+        if config.method == "separate":
+            cards.save_manifest(
+                work,
+                {
+                    "method": "separate",
+                    "base_checkpoint": info.name,
+                    "pairs": [list(p) for p in pairs],
+                    "models": [{"layer": p[0], "dim": p[1], "folder": f.name} for f, _, _, p in saved if p],
+                },
+            )
+        if output_dir.exists():
+            output_dir.rmdir()  # checked empty above
+        os.replace(work, output_dir)
+        status = "completed"
+    except TrainingCancelled:
+        status = "cancelled"
+        raise
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if status != "completed":
+            shutil.rmtree(work, ignore_errors=True)
+        if factory is not None and run_id is not None and status != "completed":
+            registry.finish_train_run(factory, run_id, status, error)
+
+    models: list[TrainedModel] = []
+    wall = time.perf_counter() - t0
+    try:
+        for folder, model, card, pair in saved:
+            final = output_dir / folder.relative_to(work) if folder != work else output_dir
+            card["wall_time_s"] = round(wall, 3)
+            cards.save_card(final, card)
+            described = registry.describe_trained(final, model)
+            models.append(TrainedModel(final, described.fingerprint, card, pair))
+            if factory is not None:
+                registry.register_trained(factory, described, card)
+        if config.method == "separate":
+            manifest = cards.load_manifest(output_dir)
+            by_folder = {m.path.name: m.fingerprint for m in models}
+            for entry in manifest["models"]:
+                entry["fingerprint"] = by_folder[entry["folder"]]
+            cards.save_manifest(
+                output_dir, {k: v for k, v in manifest.items() if k not in {"format", "version"}}
+            )
+    except BaseException as exc:
+        if factory is not None and run_id is not None:
+            registry.finish_train_run(factory, run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    if factory is not None and run_id is not None:
+        if recorder is not None:
+            recorder(grand_total, grand_total, force=True)
+        registry.finish_train_run(factory, run_id, "completed")
+    return TrainResult(output_dir, models, run_id, wall, curve_all)
