@@ -13,15 +13,15 @@ import streamlit as st
 from core import checkpoints, settings, views
 from storage import db
 from storage.repository import CheckpointRecord
-from ui import actions, errors, nav, resources, state
+from ui import actions, errors, nav, pickers, resources, state
 
 INTRO = (
     "Matryoshka Lab measures what every smaller sub-model of a 2D Matryoshka sentence-embedding model is "
     "worth: sub-model (k, d) keeps the first k transformer layers and the first d embedding dimensions. "
-    "One encoder pass yields every layer, so the whole layer x dim grid of a checkpoint is scored on STS "
-    "and retrieval datasets for the price of one encoding, and every score is stored. "
-    "Explore one grid, compare checkpoints on shared cells, trace accuracy against cost, and manage the "
-    "runs behind them."
+    "One encoder pass yields every layer, so a checkpoint's whole layer x dim grid is scored on STS and "
+    "retrieval datasets for about the price of one encoding, and every score is stored for the next visit. "
+    "Explore one grid, compare checkpoints, trace accuracy against cost (bytes, layers, dims) and manage "
+    "the runs behind them."
 )
 
 
@@ -131,10 +131,11 @@ def home() -> None:
 
     if records:
         st.subheader("Registered checkpoints")
+        names = pickers.short_names(records)
         table = pd.DataFrame(
             [
                 {
-                    "name": r.name,
+                    "name": names[r.fingerprint] if settings.read_only() else r.name,
                     "layers": r.num_layers,
                     "dims": r.embedding_dim,
                     "pooling": r.pooling,

@@ -409,18 +409,25 @@ def _duration(record: Any, now: datetime | None) -> float:
     return (ended - record.started_at).total_seconds() if ended is not None else math.nan
 
 
-def runs_table(records: Sequence[Any], now: datetime | None = None) -> pd.DataFrame:
-    """One row per run (``RunRecord``-like objects): status, "done/total" cells, start and duration."""
+def runs_table(
+    records: Sequence[Any], now: datetime | None = None, names: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """One row per run (``RunRecord``-like objects): status, "done/total" cells, start and duration.
+
+    ``names`` maps checkpoint fingerprints to display names (default: the stored checkpoint name);
+    a running run's duration counts up to ``now``.
+    """
+    names = names or {}
     rows = [
         {
             "id": int(r.id),
-            "checkpoint": r.checkpoint_name,
+            "checkpoint": names.get(r.checkpoint_fp, r.checkpoint_name),
             "dataset": r.dataset_name or "",
             "kind": r.kind,
             "status": r.status,
             "cells": f"{r.cells_done}/{r.cells_total}",
             "progress": (r.cells_done / r.cells_total) if r.cells_total else 0.0,
-            "started": r.started_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "started": r.started_at.strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": round(_duration(r, now), 1),
         }
         for r in records

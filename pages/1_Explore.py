@@ -108,7 +108,9 @@ with controls:
             help=f"{dim} dims at {precision}; the full model stores {summary.full_bytes_per_vector:,} bytes.",
         )
         st.dataframe(
-            summary.table.rename(columns={"share": "share of full"}),
+            summary.table.assign(metric=summary.table["metric"].map(figures.metric_label)).rename(
+                columns={"share": "share of full"}
+            ),
             hide_index=True,
             key="explore_cell_table",
             column_config={

@@ -57,9 +57,10 @@ st.subheader(f"{figures.metric_label(metric)} on {choice.name}")
 zmin, zmax = figures.color_range(list(pivots.values()))
 diagonals = {names[r.fingerprint]: submodels.default_diagonal(r.num_layers, r.embedding_dim) for r in chosen}
 items = list(pivots.items())
-for start in range(0, len(items), 3):
-    columns = st.columns(3)
-    for column, (name, pivot) in zip(columns, items[start : start + 3], strict=False):
+per_row = 2 if len(items) in (2, 4) else 3
+for start in range(0, len(items), per_row):
+    columns = st.columns(per_row)
+    for column, (name, pivot) in zip(columns, items[start : start + per_row], strict=False):
         fig = figures.grid_heatmap(
             pivot, metric=metric, title=name, diagonal=diagonals[name], zmin=zmin, zmax=zmax, show_scale=False
         )

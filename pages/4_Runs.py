@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import settings, views
 from storage.repository import RESUMABLE_STATUSES
-from ui import actions, errors, nav, resources, state
+from ui import actions, errors, nav, pickers, resources, state
 
 state.init_page("runs", {"confirm_delete": None, "message": None})
 st.title("Runs")
@@ -30,7 +30,8 @@ if st.session_state["runs_message"]:
 left, middle, right = st.columns(3)
 statuses = sorted({r.status for r in all_runs})
 status = left.multiselect("Status", statuses, key="runs_status", placeholder="any status")
-ckpts = sorted({r.checkpoint_name for r in all_runs})
+names = pickers.short_names(resources.checkpoints())
+ckpts = sorted({names.get(r.checkpoint_fp, r.checkpoint_name) for r in all_runs})
 ckpt = middle.selectbox("Checkpoint", ["(any)", *ckpts], key="runs_checkpoint")
 dsets = sorted({r.dataset_name or "" for r in all_runs})
 dset = right.selectbox("Dataset", ["(any)", *dsets], key="runs_dataset")
@@ -38,10 +39,10 @@ shown = [
     r
     for r in all_runs
     if (not status or r.status in status)
-    and ckpt in ("(any)", r.checkpoint_name)
+    and ckpt in ("(any)", names.get(r.checkpoint_fp, r.checkpoint_name))
     and dset in ("(any)", r.dataset_name or "")
 ]
-table = views.runs_table(shown, now=datetime.now(UTC))
+table = views.runs_table(shown, now=datetime.now(UTC), names=names)
 st.dataframe(
     table,
     hide_index=True,
@@ -54,6 +55,11 @@ st.dataframe(
     },
 )
 st.caption(f"{len(shown)} of {len(all_runs)} runs.")
+if any(r.status == "running" for r in all_runs) and st.button(
+    "Refresh", key="runs_refresh", icon=":material/refresh:"
+):
+    resources.bump()
+    st.rerun()
 if not shown:
     st.stop()
 
@@ -108,7 +114,7 @@ if (
         )
         st.rerun()
 if not settings.read_only():
-    if buttons[1].button(f"Delete run #{run.id}", key="runs_delete"):
+    if next(buttons).button(f"Delete run #{run.id}", key="runs_delete"):
         st.session_state["runs_confirm_delete"] = run.id
     if st.session_state["runs_confirm_delete"] == run.id:
         st.warning(f"Delete run #{run.id} and the {len(resources.results(run_id=run.id))} values it stored?")

@@ -8,11 +8,14 @@ meaningless (random weights) but real: every number the pages show comes from th
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import datasets, evaluate, views
+from core import checkpoints, datasets, evaluate, views
+from core.checkpoints import default_model_path
 from core.submodels import EmbeddingCache
 from storage import db
 from tests.tinymodel import build_tiny_checkpoint
@@ -73,7 +76,7 @@ def build_lab(folder: Path) -> Lab:
         for i, (name, (k, d)) in enumerate(shapes.items())
     }
     sts = write_sts(folder / "tiny-sts.tsv")
-    spec = datasets.DatasetSpec(STS_DATASET, datasets.STS, sts, "test")
+    spec = datasets.DatasetSpec(STS_DATASET, datasets.STS, str(sts), "test")
     url = f"sqlite:///{folder / 'lab.sqlite3'}"
     factory = db.init_db(url)
     cache = EmbeddingCache(folder / "embedding-cache")
@@ -86,10 +89,63 @@ def build_lab(folder: Path) -> Lab:
     return Lab(folder, url, paths, sts, spec)
 
 
+SHOWCASE_DATASET = "stsb-test-sample"
+
+
+def cls_pooling_variant(folder: Path) -> Path:
+    """The default model with CLS instead of mean pooling: a second real checkpoint of the same shape.
+
+    Weights are symlinked (not copied); only the pooling config differs.
+    """
+    source = default_model_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        target = folder / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        elif item.suffix == ".safetensors":
+            target.symlink_to(item)
+        else:
+            shutil.copy2(item, target)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
+    pooling.write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def build_showcase_lab(folder: Path, pairs: int = 300) -> Lab:
+    """A small real lab for the browser test and the README screenshots.
+
+    ``default`` (all-MiniLM-L6-v2) and ``minilm-cls-pooling`` (the same weights with CLS pooling) on the
+    first ``pairs`` pairs of the built-in STS-B test set, each with its full default grid.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    source = datasets.builtin_datasets()["stsb-test"]
+    lines = Path(source.path).read_text(encoding="utf-8").splitlines()
+    sample = folder / f"{SHOWCASE_DATASET}.tsv"
+    sample.write_text("\n".join(lines[: pairs + 1]) + "\n", encoding="utf-8")
+    spec = datasets.DatasetSpec(SHOWCASE_DATASET, datasets.STS, str(sample), "test")
+    url = f"sqlite:///{folder / 'lab.sqlite3'}"
+    factory = db.init_db(url)
+    cache = EmbeddingCache(folder / "embedding-cache")
+    paths = {
+        "default": Path("default"),
+        "minilm-cls-pooling": cls_pooling_variant(folder / "minilm-cls-pooling"),
+    }
+    for path in paths.values():
+        name = str(path)
+        loaded = checkpoints.load(name)
+        dims = views.default_grid_dims(loaded.info.num_layers, loaded.info.embedding_dim)
+        evaluate.evaluate_grid(loaded, spec, dims=dims, session_factory=factory, cache=cache)
+    db.dispose_engines()
+    return Lab(folder, url, paths, sample, spec)
+
+
 if __name__ == "__main__":  # python -m tests.pagedata FOLDER: build a lab to look at by hand
     import sys
 
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/mlab-pagedata")
+    target = Path(next((a for a in sys.argv[1:] if not a.startswith("--")), "/tmp/mlab-pagedata"))
     os.environ.setdefault("MLAB_HOME", str(target / "home"))
-    lab = build_lab(target)
+    lab = build_showcase_lab(target) if "--showcase" in sys.argv else build_lab(target)
     print(lab.database_url)

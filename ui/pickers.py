@@ -30,12 +30,15 @@ def checkpoint_refs(records: Sequence[CheckpointRecord]) -> dict[str, Checkpoint
     return {(r.name if counts[r.name] == 1 else r.fingerprint[:FP_REF_LEN]): r for r in records}
 
 
-def checkpoint_label(record: CheckpointRecord) -> str:
-    """``default (all-MiniLM-L6-v2, 6 x 384)``."""
-    label = record.info.get("label") or ""
-    shape = f"{record.num_layers} x {record.embedding_dim}"
-    name = record.name if len(record.name) <= 48 else "..." + record.name[-45:]
-    return f"{name} ({label}, {shape})" if label and label != record.name else f"{name} ({shape})"
+def checkpoint_label(record: CheckpointRecord, short: str | None = None) -> str:
+    """``default (6 x 384)``; local folders by their folder name (``short`` overrides the name)."""
+    if short:
+        name = short
+    elif record.kind == "local":
+        name = record.name.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        name = record.name
+    return f"{name} ({record.num_layers} x {record.embedding_dim})"
 
 
 def _container(where: Any) -> Any:
@@ -68,8 +71,9 @@ def checkpoints(
     refs = checkpoint_refs(records)
     options = list(refs)
     state.bind_multi(key, "checkpoints", options, default)
+    names = short_names(records)
     chosen = _container(where).multiselect(
-        label, options, key=key, format_func=lambda r: checkpoint_label(refs[r])
+        label, options, key=key, format_func=lambda r: checkpoint_label(refs[r], names[refs[r].fingerprint])
     )
     state.publish("checkpoints", list(chosen))
     if chosen:
