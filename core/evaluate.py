@@ -54,6 +54,7 @@ class GridReport:
     checkpoint: checkpoints.CheckpointInfo
     dataset: datasets.DatasetSpec
     dataset_fingerprint: str
+    encoded_texts: int = 0  # texts that went through the model in this call (0: all from cache)
 
 
 def parse_int_list(text: str | Sequence[int] | None, what: str) -> list[int] | None:
@@ -243,10 +244,13 @@ def evaluate_grid(
         )
     todo = [c for c in cells if (c.layer, c.dim, c.precision) not in done]
     run_id: int | None = None
+    encoded = 0
     if todo:
         run_id = _open_run(factory, info, dataset_fp, cells, len(todo))
         try:
-            _compute_and_store(factory, run_id, loaded, spec, dataset_fp, data, cells, todo, cache, progress)
+            encoded = _compute_and_store(
+                factory, run_id, loaded, spec, dataset_fp, data, cells, todo, cache, progress
+            )
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             with factory() as s, s.begin():
@@ -264,7 +268,7 @@ def evaluate_grid(
     if not frame.empty:
         keys = list(zip(frame["layer"], frame["dim"], frame["precision"], strict=True))
         frame = frame[[k in wanted for k in keys]].reset_index(drop=True)
-    return GridReport(run_id, len(todo), len(cells) - len(todo), frame, info, spec, dataset_fp)
+    return GridReport(run_id, len(todo), len(cells) - len(todo), frame, info, spec, dataset_fp, encoded)
 
 
 def _open_run(
@@ -310,7 +314,8 @@ def _compute_and_store(
     todo: Sequence[SubModel],
     cache: submodels.EmbeddingCache,
     progress: ProgressFn | None,
-) -> None:
+) -> int:
+    """Score and store each cell of ``todo`` in its own transaction; return the number of texts encoded."""
     from storage import repository
 
     pooled = encode_dataset(loaded, data, _dataset_layers(todo), cache, progress)
@@ -350,6 +355,7 @@ def _compute_and_store(
             repository.record_progress(s, run_id, done)
         if progress:
             progress("score", done, len(cells))
+    return sum(p.encoded for p in pooled.values())
 
 
 def _run_params(cells: Sequence[SubModel]) -> dict[str, Any]:
