@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import checkpoints, settings, views
+from core import checkpoints, metrics, settings, views
 from storage import db
 from storage.repository import CheckpointRecord
 from ui import actions, errors, nav, pickers, resources, state
@@ -62,24 +62,23 @@ def sidebar() -> None:
 
 
 def status_table(default: CheckpointRecord | None) -> pd.DataFrame:
-    """Built-in datasets with the default checkpoint's status on each."""
+    """Built-in datasets with the default checkpoint's status on each (cells done / default grid)."""
     rows = []
     for choice in [c for c in resources.dataset_choices() if c.builtin]:
-        done = planned = 0
+        cells, status = "-", "not evaluated"
         if default is not None:
             frame = resources.results(default.fingerprint, choice.fingerprint)
-            main = "cosine_spearman" if choice.kind == "sts" else "ndcg_at_10"
-            done = len(views.cells_of(frame, main))
-            planned = default.num_layers * len(
-                views.default_grid_dims(default.num_layers, default.embedding_dim)
-            )
-        status = "not evaluated" if done == 0 else "evaluated" if done >= planned else "partial"
+            done = len(views.cells_of(frame, metrics.MAIN_SCORE[choice.kind]))
+            dims = views.default_grid_dims(default.num_layers, default.embedding_dim)
+            planned = default.num_layers * len(dims)
+            cells = f"{done}/{planned}"
+            status = "not evaluated" if done == 0 else "evaluated" if done >= planned else "partial"
         rows.append(
             {
                 "dataset": choice.name,
                 "kind": choice.kind,
                 "split": choice.split,
-                "cells": done,
+                "cells": cells,
                 "status": status,
             }
         )

@@ -203,12 +203,12 @@ class DiagonalTable:
     pairs: dict[str, list[Cell]]
 
 
-def _size_label(pairs_by_checkpoint: Mapping[str, Sequence[Cell]], i: int) -> str:
-    at_i = {tuple(p[i]) for p in pairs_by_checkpoint.values() if i < len(p)}
-    if len(at_i) == 1:
-        layer, dim = next(iter(at_i))
-        return f"({layer}, {dim})"
-    return f"size {i + 1}"
+def _size_labels(pairs_by_checkpoint: Mapping[str, Sequence[Cell]], steps: int) -> list[str]:
+    """ "(layer, dim)" when every checkpoint uses the same pairs, else "size 1", "size 2", ..."""
+    distinct = {tuple((int(k), int(d)) for k, d in pairs) for pairs in pairs_by_checkpoint.values()}
+    if len(distinct) == 1:
+        return [f"({k}, {d})" for k, d in next(iter(distinct))]
+    return [f"size {i + 1}" for i in range(steps)]
 
 
 def diagonal_table(
@@ -216,14 +216,14 @@ def diagonal_table(
     pairs: Mapping[str, Sequence[Cell]],
     extra: pd.DataFrame | None = None,
 ) -> DiagonalTable:
-    """Rows: diagonal sizes (labelled "(layer, dim)" when every checkpoint uses the same pair, else
+    """Rows: diagonal sizes (labelled "(layer, dim)" when every checkpoint uses the same pairs, else
     "size i"); columns: checkpoints; a ``mean`` row over sizes where every checkpoint has a value.
 
     ``extra`` (e.g. a paper's published numbers) is indexed by the same size labels and appended as
     columns; it does not take part in ``best``.
     """
     steps = max((len(p) for p in pairs.values()), default=0)
-    labels = [_size_label(pairs, i) for i in range(steps)]
+    labels = _size_labels(pairs, steps)
     table = pd.DataFrame(index=pd.Index(labels, name="size"), dtype="float64")
     for name, pivot in pivots.items():
         values = []

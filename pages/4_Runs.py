@@ -101,12 +101,9 @@ if run.error_text:
 with st.expander("Provenance and parameters"):
     st.json({"params": run.params, "provenance": run.provenance, "pid": run.pid, "host": run.host})
 
-buttons = st.columns(3)
-if (
-    run.status in RESUMABLE_STATUSES
-    and run.kind == "evaluate"
-    and buttons[0].button(f"Resume run #{run.id}", key="runs_resume")
-):
+resumable = run.status in RESUMABLE_STATUSES and run.kind == "evaluate"
+buttons = iter(st.columns([1, 1, 3]))
+if resumable and next(buttons).button(f"Resume run #{run.id}", key="runs_resume", type="primary"):
     with errors.user_errors(f"resuming run #{run.id}"):
         report = actions.resume_run(run)
         st.session_state["runs_message"] = (

@@ -60,9 +60,9 @@ class Lab:
     sts_spec: datasets.DatasetSpec
 
 
-def write_sts(path: Path) -> Path:
-    """The tiny STS set as a tsv with the header sentence1, sentence2, score."""
-    lines = ["sentence1\tsentence2\tscore", *(f"{a}\t{b}\t{s}" for a, b, s in PAIRS)]
+def write_sts(path: Path, n_pairs: int = len(PAIRS)) -> Path:
+    """The tiny STS set (its first ``n_pairs`` pairs) as a tsv with header sentence1, sentence2, score."""
+    lines = ["sentence1\tsentence2\tscore", *(f"{a}\t{b}\t{s}" for a, b, s in PAIRS[:n_pairs])]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
