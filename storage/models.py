@@ -192,3 +192,7 @@ class ItemScores(Base):
     ids: Mapped[list[Any]] = mapped_column(JSON)
     values_npy: Mapped[bytes] = mapped_column(LargeBinary)  # np.save of a float32 array
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+# Tables defined in other modules on this metadata (so ``Base.metadata`` always equals the migrations' head).
+from storage import cost_models as _cost_models  # noqa: E402, F401  (issue 6: machines, encoding/search costs)
