@@ -1,0 +1,229 @@
+"""End to end in real headless Chromium: ``streamlit run app.py`` on 127.0.0.1 against a small real lab.
+
+The lab (``tests/pagedata.build_showcase_lab``): ``default`` (all-MiniLM-L6-v2) and ``minilm-cls-pooling``
+(the same weights with CLS pooling), each with its full 6 x 6 grid on the first 200 pairs of STS-B test
+("stsb-test-sample"). The test opens every page, moves the Explore layer slider with the keyboard and
+checks that the selected cell's numbers change to the database's, and saves a screenshot of each page
+under ``test-artifacts/screenshots/`` (copied to ``docs/screenshots/`` when ``MLAB_UPDATE_SCREENSHOTS=1``).
+
+Chromium must be at ``/usr/bin/chromium`` (Debian packages chromium and chromium-driver, installed by
+``.ci/run``); without it the test fails with that message. It is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import views
+from storage import db, repository
+from tests.pagedata import SHOWCASE_DATASET, Lab, build_showcase_lab
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
+DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1440, "height": 1700}
+WAIT_MS = 60_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def showcase(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    folder = tmp_path_factory.mktemp("browserlab")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLAB_HOME", str(folder / "home"))
+        mp.setenv("MLAB_CACHE_DIR", str(folder / "embedding-cache"))
+        return build_showcase_lab(folder, pairs=200)
+
+
+@pytest.fixture(scope="module")
+def server(showcase: Lab) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port of 127.0.0.1, stopped after the module."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLAB_")}
+    env.update(
+        MLAB_HOME=str(showcase.folder / "home"),
+        MLAB_CACHE_DIR=str(showcase.folder / "embedding-cache"),
+        MLAB_DATABASE_URL=showcase.database_url,
+        HF_HUB_OFFLINE="1",
+    )
+    log_path = showcase.folder / "streamlit.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer on {url} within 90 s:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def page(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"Chromium is missing at {CHROMIUM}: install the Debian packages chromium and chromium-driver "
+            "(.ci/run does) to run the browser test"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,  # type: ignore[arg-type]
+        )
+        try:
+            tab = context.new_page()
+            tab.set_default_timeout(WAIT_MS)
+            yield tab
+        finally:
+            context.close()
+
+
+def settle(tab: Any) -> None:
+    """Wait until the script run is over (no running indicator) and charts have drawn."""
+    tab.wait_for_selector('[data-testid="stApp"]')
+    tab.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || getComputedStyle(document.querySelector('[data-testid=\"stStatusWidget\"]')).visibility === 'hidden'"
+    )
+    tab.wait_for_timeout(1500)
+
+
+def no_errors(tab: Any, where: str) -> None:
+    exceptions = tab.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, f"{where}: {exceptions.first.inner_text()}"
+    errors = tab.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, f"{where}: {errors.first.inner_text()}"
+
+
+def shoot(tab: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    tab.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def metric(tab: Any, label: str) -> str:
+    box = tab.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return str(box.locator('[data-testid="stMetricValue"]').inner_text()).strip()
+
+
+def stored_value(lab: Lab, layer: int, dim: int) -> float:
+    with db.init_db(lab.database_url)() as s:
+        frame = repository.results_frame(s, checkpoint_fp=repository.get_checkpoint(s, "default").fingerprint)  # type: ignore[union-attr]
+    frame = frame[frame["dataset"] == SHOWCASE_DATASET]
+    return views.cell_value(frame, "cosine_spearman", (layer, dim))
+
+
+def open_page(tab: Any, label: str) -> None:
+    """Go to another page through the sidebar navigation (session state carries over)."""
+    tab.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label).click()
+    tab.wait_for_url(f"**/{label}**")
+    settle(tab)
+
+
+def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
+    shots: list[Path] = []
+
+    page.goto(f"{server}/?dataset={SHOWCASE_DATASET}")
+    settle(page)
+    page.get_by_role("heading", name="Matryoshka Lab").wait_for()
+    page.get_by_role("button", name="Evaluate the default grid").wait_for()
+    no_errors(page, "Home")
+    shots.append(shoot(page, "1_home"))
+
+    page.goto(f"{server}/Explore?checkpoint=default&dataset={SHOWCASE_DATASET}")
+    settle(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    no_errors(page, "Explore")
+    assert metric(page, "Layers used") == "4 / 6"  # the middle Starbucks pair (4, 192) is selected
+    before = metric(page, "cosine Spearman")
+    assert before == f"{stored_value(showcase, 4, 192):.4f}"
+    thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Layers used").get_by_role("slider")
+    thumb.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+        ".some(m => m.innerText.includes('Layers used') && m.innerText.includes('5 / 6'))"
+    )
+    settle(page)
+    after = metric(page, "cosine Spearman")
+    assert after != before and after == f"{stored_value(showcase, 5, 192):.4f}"
+    assert "layer=5" in page.url  # the URL follows the view
+    no_errors(page, "Explore after the slider moved")
+    shots.append(shoot(page, "2_explore"))
+
+    open_page(page, "Compare")
+    page.locator('[data-testid="stTable"]').wait_for()
+    no_errors(page, "Compare")
+    assert page.locator(".js-plotly-plot").count() == 3  # two grids and their difference
+    shots.append(shoot(page, "3_compare"))
+
+    open_page(page, "Curves")
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.get_by_role("heading").filter(has_text="Pareto front (").wait_for()
+    no_errors(page, "Curves")
+    shots.append(shoot(page, "4_curves"))
+
+    open_page(page, "Runs")
+    page.get_by_text("2 of 2 runs.").wait_for()
+    no_errors(page, "Runs")
+    shots.append(shoot(page, "5_runs"))
+
+    assert all(p.stat().st_size > 10_000 for p in shots)
+    if os.environ.get("MLAB_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for path in shots:
+            shutil.copy(path, DOCS_SCREENSHOTS / path.name)
