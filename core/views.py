@@ -280,6 +280,7 @@ MEASURED_COST_AXES: tuple[CostAxis, ...] = (
     CostAxis("flops_per_token", "FLOPs per token", measured=True),
     CostAxis("params", "parameters used", measured=True),
     CostAxis("index_bytes", "index bytes", measured=True),
+    CostAxis("search_ms_per_query", "exact search time per query (ms)", measured=True),
 )
 POINT_COLUMNS: tuple[str, ...] = (
     "checkpoint",

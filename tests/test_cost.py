@@ -550,3 +550,27 @@ def test_cli_registers_the_cost_subcommand() -> None:
 
     args = cli.build_parser().parse_args(["cost", "--checkpoint", "default", "--json"])
     assert args.handler is cost.cmd_cost and args.batch_size == 32 and args.seq_len == 32
+
+
+def test_curves_page_offers_the_measured_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pagedata import STS_DATASET, build_lab
+
+    lab = build_lab(tmp_path / "lab")
+    monkeypatch.setenv("MLAB_DATABASE_URL", lab.database_url)
+    report = cost.measure_checkpoint_cost(
+        str(lab.checkpoints["tiny-4x64"]), batch_size=2, seq_len=8, repeats=2, batch_repeats=1, warmup=0
+    )
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "3_Curves.py"), default_timeout=120)
+    at.query_params["dataset"] = STS_DATASET
+    at.run()
+    assert not at.exception and not at.error
+    assert "latency p50 (ms)" in at.selectbox(key="curves_x").options
+    at.selectbox(key="curves_x").set_value("latency_ms_p50").run()
+    assert not at.exception and not at.error
+    front = next(e.value for e in at.dataframe if "layer" in e.value.columns)
+    stored_latency = report.encoding.set_index("layer")["latency_ms_p50"]
+    shown = front.filter(like="latency").iloc[:, 0]
+    assert len(front) >= 1
+    assert shown.tolist() == pytest.approx([stored_latency[k] for k in front["layer"]])

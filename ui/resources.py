@@ -156,10 +156,24 @@ def dataset_by_fingerprint(fingerprint: str | None) -> DatasetChoice | None:
     return next((c for c in dataset_choices() if c.fingerprint == fingerprint), None)
 
 
-def measured_costs(checkpoint_fps: list[str]) -> pd.DataFrame | None:
-    """Measured cost columns for curves (``views.MEASURED_COST_AXES``) keyed by checkpoint_fp/layer/...
+@st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
+def _measured_costs(
+    url: str, gen: int, checkpoint_fps: tuple[str, ...], dataset_fp: str | None
+) -> pd.DataFrame:
+    from core import cost
 
-    Seam for the cost engine (core/cost): return its stored measurements here and the Curves page offers
-    them as x axes through ``views.with_measured_costs`` / ``views.cost_axes``. None until then.
+    with _factory(url)() as s:
+        return cost.cost_frame(s, list(checkpoint_fps), dataset_fp=dataset_fp)
+
+
+def measured_costs(checkpoint_fps: list[str], dataset_fp: str | None = None) -> pd.DataFrame | None:
+    """Measured cost columns for curves (``views.MEASURED_COST_AXES``) keyed by checkpoint_fp/layer/dim/precision.
+
+    From ``core.cost.cost_frame`` (``python -m core cost``): latency, throughput, FLOPs and params per layer
+    from one machine configuration; index bytes and search time of ``dataset_fp``'s corpus when measured
+    there. The Curves page offers them as x axes through ``views.with_measured_costs`` /
+    ``views.cost_axes``. None when nothing is measured for these checkpoints.
     """
-    return None
+    session_factory()
+    frame = _measured_costs(settings.database_url(), _generation, tuple(sorted(checkpoint_fps)), dataset_fp)
+    return None if frame.empty else frame
