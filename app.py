@@ -62,9 +62,9 @@ def sidebar() -> None:
 
 
 def status_table(default: CheckpointRecord | None) -> pd.DataFrame:
-    """Built-in datasets with the default checkpoint's status on each (cells done / default grid)."""
+    """Built-in and registered datasets with the default checkpoint's status on each (cells / grid)."""
     rows = []
-    for choice in [c for c in resources.dataset_choices() if c.builtin]:
+    for choice in resources.dataset_choices():
         cells, status = "-", "not evaluated"
         if default is not None:
             frame = resources.results(default.fingerprint, choice.fingerprint)

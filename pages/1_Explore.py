@@ -148,3 +148,4 @@ by_dim.plotly_chart(figures.metric_vs_dim(pivot, metric), key="explore_vs_dim", 
 by_layer.plotly_chart(
     figures.metric_vs_layer(pivot, metric), key="explore_vs_layer", config={"displaylogo": False}
 )
+actions.evaluate_more(ckpt.name, choice, "explore", precision)

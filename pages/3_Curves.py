@@ -46,7 +46,9 @@ precisions = st.sidebar.multiselect("Precisions", stored_precisions, key="curves
 
 diagonals = {r.fingerprint: submodels.default_diagonal(r.num_layers, r.embedding_dim) for r in chosen}
 points = views.curve_points(frame, metric, diagonals, precisions or stored_precisions)
-points = views.with_measured_costs(points, resources.measured_costs([r.fingerprint for r in chosen]))
+points = views.with_measured_costs(
+    points, resources.measured_costs([r.fingerprint for r in chosen], dataset_fp=choice.fingerprint)
+)
 axes = {axis.column: axis for axis in views.cost_axes(points)}
 
 left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -81,7 +83,10 @@ st.dataframe(
     front_table.rename(columns={"value": metric}),
     hide_index=True,
     key="curves_front",
-    column_config={metric: st.column_config.NumberColumn(format="%.4f")},
+    column_config={
+        metric: st.column_config.NumberColumn(figures.metric_label(metric), format="%.4f"),
+        axis.column: st.column_config.NumberColumn(axis.label),
+    },
 )
 download = shown.assign(pareto=front).drop(columns=["checkpoint_fp"]).rename(columns={"value": metric})
 st.download_button(

@@ -79,7 +79,7 @@ else:
     st.caption(
         f"{len(export)} stored values from {len(selected)} runs (a cell re-evaluated later belongs to the later run)."
     )
-    csv_col, json_col = st.columns(2)
+    csv_col, json_col, _ = st.columns([1, 1, 4])
     csv_col.download_button(
         "Download CSV", views.export_csv(export), "results.csv", "text/csv", key="runs_export_csv"
     )
@@ -90,16 +90,26 @@ else:
 # ---- one run: provenance, resume, delete
 st.subheader("One run")
 state.bind_widget("runs_detail", None, ids, ids[0])
-run_id = st.selectbox("Run", ids, key="runs_detail", format_func=lambda i: f"#{i}")
-run = next(r for r in shown if r.id == run_id)
+by_id = {r.id: r for r in shown}
+
+
+def run_label(i: int) -> str:
+    r = by_id[i]
+    return f"#{i} {names.get(r.checkpoint_fp, r.checkpoint_name)} on {r.dataset_name or '-'} ({r.status})"
+
+
+run = by_id[st.selectbox("Run", ids, key="runs_detail", format_func=run_label)]
 st.markdown(
-    f"**#{run.id}** {run.kind} of **{run.checkpoint_name}** on **{run.dataset_name or '-'}**: {run.status}, "
-    f"{run.cells_done}/{run.cells_total} cells."
+    f"**#{run.id}** {run.kind} of **{names.get(run.checkpoint_fp, run.checkpoint_name)}** on "
+    f"**{run.dataset_name or '-'}**: {run.status}, {run.cells_done}/{run.cells_total} cells."
 )
 if run.error_text:
     st.caption(f"Error: {run.error_text}")
 with st.expander("Provenance and parameters"):
-    st.json({"params": run.params, "provenance": run.provenance, "pid": run.pid, "host": run.host})
+    where = (
+        {} if settings.read_only() else {"checkpoint": run.checkpoint_name, "pid": run.pid, "host": run.host}
+    )
+    st.json({**where, "params": run.params, "provenance": run.provenance})
 
 resumable = run.status in RESUMABLE_STATUSES and run.kind == "evaluate"
 buttons = iter(st.columns([1, 1, 3]))

@@ -44,7 +44,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
-VIEWPORT = {"width": 1440, "height": 1700}
+VIEWPORT = {"width": 1440, "height": 1000}
 WAIT_MS = 60_000
 
 
@@ -148,10 +148,21 @@ def no_errors(tab: Any, where: str) -> None:
     assert errors.count() == 0, f"{where}: {errors.first.inner_text()}"
 
 
+CONTENT_HEIGHT_JS = """() => Math.max(
+  ...['[data-testid="stMain"]', '[data-testid="stMainBlockContainer"]', '[data-testid="stSidebarContent"]']
+    .map(s => document.querySelector(s)).filter(e => e).map(e => e.scrollHeight),
+  document.body.scrollHeight)"""
+
+
 def shoot(tab: Any, name: str) -> Path:
+    """Screenshot the whole page: the main area scrolls inside the app, so grow the viewport to fit."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    height = int(tab.evaluate(CONTENT_HEIGHT_JS))
+    tab.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height + 60, 900), 4000)})
+    tab.wait_for_timeout(1000)
     tab.screenshot(path=str(path), full_page=True)
+    tab.set_viewport_size(VIEWPORT)
     return path
 
 

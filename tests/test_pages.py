@@ -420,3 +420,25 @@ def test_read_only_mode_hides_writes_and_core_refuses(lab: Lab, monkeypatch: pyt
         registry.register_checkpoint(str(lab.checkpoints["tiny-3x48"]))
     with pytest.raises(settings.ReadOnlyError):
         registry.register_dataset(lab.sts_spec)
+
+
+def test_explore_evaluates_more_cells_and_names_a_bad_knob(lab: Lab) -> None:
+    at = app(EXPLORE, checkpoint=str(lab.checkpoints["tiny-3x48"]), dataset=STS_DATASET)
+    at.text_input(key="explore_more_dims").input("12,999")
+    at.button(key="explore_more_go").click().run()
+    assert not at.exception and "999" in at.error[0].value and "tiny-3x48" in at.error[0].value
+    at.text_input(key="explore_more_dims").input("12")
+    at.text_input(key="explore_more_layers").input("1,3")
+    at.multiselect(key="explore_more_precisions").set_value(["float32", "int8"])
+    at.button(key="explore_more_go").click().run()
+    no_errors(at)
+    frame = stored(lab, "tiny-3x48")
+    int8 = frame[(frame["precision"] == "int8") & (frame["metric"] == "cosine_spearman")]
+    assert sorted(zip(int8["layer"], int8["dim"], strict=True)) == [(1, 12), (3, 12)]
+    assert not math.isnan(value_of(frame, 3, 12))
+    at.selectbox(key="explore_precision").set_value("int8").run()  # the knob now offers int8
+    at.slider(key="explore_layer").set_value(3).run()
+    no_errors(at)
+    expected = views.cell_value(frame, "cosine_spearman", (3, 12), "int8")
+    assert metric_value(at, "cosine Spearman") == f"{expected:.4f}"
+    assert metric_value(at, "Bytes per vector") == "12"  # int8: one byte per dim

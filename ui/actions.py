@@ -144,3 +144,32 @@ def compute_button(
     with errors.user_errors(f"evaluating {checkpoint} on {dataset.name}"):
         evaluate_with_progress(checkpoint, dataset.spec, layers, dims, precisions)
         st.rerun()
+
+
+def evaluate_more(
+    checkpoint: str, dataset: resources.DatasetChoice, prefix: str, precision: str = "float32"
+) -> None:
+    """An expander to evaluate any layers, dims and precisions on request (bad knobs shown as errors)."""
+    with st.expander("Evaluate more cells (other dims, precisions, layers)"):
+        left, middle, right = st.columns(3)
+        layers_text = left.text_input(
+            "Layers", "all", key=f"{prefix}_more_layers", help="Comma-separated, or all."
+        )
+        dims_text = middle.text_input(
+            "Dims",
+            "",
+            key=f"{prefix}_more_dims",
+            placeholder="the default grid",
+            help="Comma-separated, e.g. 48,96.",
+        )
+        st.session_state.setdefault(f"{prefix}_more_precisions", [precision])
+        chosen = right.multiselect("Precisions", list(submodels.PRECISIONS), key=f"{prefix}_more_precisions")
+        if dataset.spec is None or not st.button("Evaluate these cells", key=f"{prefix}_more_go"):
+            return
+        with errors.user_errors(f"evaluating {checkpoint} on {dataset.name}"):
+            layers = evaluate.parse_int_list(layers_text, "layers")
+            dims = evaluate.parse_int_list(dims_text, "dims")
+            evaluate_with_progress(
+                checkpoint, dataset.spec, layers, dims, evaluate.parse_precisions(chosen or None)
+            )
+            st.rerun()

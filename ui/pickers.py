@@ -23,11 +23,12 @@ FP_REF_LEN = 12
 
 
 def checkpoint_refs(records: Sequence[CheckpointRecord]) -> dict[str, CheckpointRecord]:
-    """Ref -> record: the name when unique, else the fingerprint prefix."""
+    """Ref -> record (``default`` first): the name when unique, else the fingerprint prefix."""
     counts: dict[str, int] = {}
     for r in records:
         counts[r.name] = counts.get(r.name, 0) + 1
-    return {(r.name if counts[r.name] == 1 else r.fingerprint[:FP_REF_LEN]): r for r in records}
+    ordered = sorted(records, key=lambda r: r.kind != "default")  # stable: keeps the name order otherwise
+    return {(r.name if counts[r.name] == 1 else r.fingerprint[:FP_REF_LEN]): r for r in ordered}
 
 
 def checkpoint_label(record: CheckpointRecord, short: str | None = None) -> str:
