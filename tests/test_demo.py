@@ -244,7 +244,9 @@ def test_pair_grid_equals_encode_and_truncated_models(tiny: str) -> None:
 def test_pair_grid_defaults_precisions_and_errors(tiny: str) -> None:
     grid = demo.pair_grid(tiny, "one", "two")
     assert list(grid.pivot.index) == [1, 2, 3]
-    assert list(grid.pivot.columns) == views.default_grid_dims(3, 48)  # Explore's grid: 32, 48 + diagonal dims
+    assert list(grid.pivot.columns) == views.default_grid_dims(
+        3, 48
+    )  # Explore's grid: 32, 48 + diagonal dims
     binary = demo.pair_grid(tiny, "one", "two", layers=[1], dims=[8], precision="binary")
     value = binary.pivot.loc[1, 8]
     assert 0.0 <= value <= 1.0 and math.isclose(value * 8, round(value * 8))  # agreeing bits out of 8
@@ -254,3 +256,40 @@ def test_pair_grid_defaults_precisions_and_errors(tiny: str) -> None:
         demo.pair_grid(tiny, "one", " ")
     with pytest.raises(demo.DemoError, match="dim 64 is outside"):
         demo.pair_grid(tiny, "one", "two", dims=[64])
+
+
+# ------------------------------------------------------------------------------------ page helpers
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("default:6:384:float32", ("default", 6, 384, "float32")),
+        ("default:2:64", ("default", 2, 64, "float32")),
+        ("/models/a:b/ckpt:3:128:binary", ("/models/a:b/ckpt", 3, 128, "binary")),
+        ("org/name@v1:1:32:int8", ("org/name@v1", 1, 32, "int8")),
+    ],
+)
+def test_model_param_round_trip(text: str, parsed: tuple[str, int, int, str]) -> None:
+    assert demo.parse_model_param(text) == parsed
+    assert demo.parse_model_param(demo.format_model_param(*parsed)) == parsed
+
+
+@pytest.mark.parametrize(
+    "text", ["", "default", "default:6", "default:x:384", "default:6:384:int4", ":6:384"]
+)
+def test_bad_model_params_are_refused(text: str) -> None:
+    with pytest.raises(demo.DemoError, match="checkpoint:layer:dim"):
+        demo.parse_model_param(text)
+
+
+def test_hits_table_marks_relevance(tiny: str, beir: datasets.DatasetSpec, tmp_path: Path) -> None:
+    corpus = demo.corpus_from_dataset(beir)
+    cache = submodels.EmbeddingCache(tmp_path)
+    judged = demo.hits_table(demo.search(DemoModel(tiny, 3, 48), corpus, "how do wings make lift", 5, cache))
+    assert list(judged.columns) == ["rank", "score", "relevant", "document"]
+    marks = dict(zip([d.split("]")[0][1:] for d in judged["document"]], judged["relevant"], strict=True))
+    assert marks == {"d1": "✓ 2", "d2": "✓ 1", "d3": "✗", "d4": "✗", "d5": "✗"}
+    unjudged = demo.hits_table(demo.search(DemoModel(tiny, 3, 48), corpus, "free text", 2, cache))
+    assert unjudged["relevant"].tolist() == ["", ""]
+    assert unjudged["document"].iloc[0].startswith("[d")
