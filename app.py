@@ -115,9 +115,7 @@ def home() -> None:
     )
     name = left.selectbox("Dataset to evaluate", options, key="home_dataset")
     state.publish("dataset", name)
-    if right.button(
-        "Evaluate the default grid", key="home_evaluate", type="primary", use_container_width=True
-    ):
+    if right.button("Evaluate the default grid", key="home_evaluate", type="primary", width="stretch"):
         with errors.user_errors(f"evaluating default on {name}"):
             report = actions.evaluate_with_progress("default", builtin[name])
             st.session_state["home_message"] = (
