@@ -27,6 +27,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core import settings
 from storage.db import StorageError, json_dumps
 from storage.models import (
     DATASET_KINDS,
@@ -660,8 +661,10 @@ def delete_run(s: Session, run_id: int) -> None:
     """Delete a run with the results and item scores it wrote.
 
     Raises:
+        ReadOnlyError: in read-only demo mode (refused here, not only hidden in the UI).
         NotFoundError: no such run.
     """
+    settings.ensure_writable("deleting a run")
     _load_run(s, run_id)
     s.execute(delete(ItemScores).where(ItemScores.run_id == run_id))
     s.execute(delete(Result).where(Result.run_id == run_id))
