@@ -258,14 +258,14 @@ class EmbeddingCache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            if meta.get("key") != key:
+            if not isinstance(meta, dict) or meta.get("key") != key:
                 raise CacheCorruptError("key mismatch")
             array = np.load(array_path, mmap_mode="r", allow_pickle=False)
             if list(array.shape) != meta.get("shape") or array.dtype != np.float32:
                 raise CacheCorruptError("shape or dtype mismatch")
             if self.verify and _sha256_file(array_path) != meta.get("sha256"):
                 raise CacheCorruptError("checksum mismatch")
-        except (OSError, ValueError, CacheCorruptError):
+        except (OSError, ValueError, EOFError, CacheCorruptError):  # EOFError: an empty .npy
             self._discard(array_path, meta_path)
             return None
         return array
