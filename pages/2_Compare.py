@@ -61,9 +61,8 @@ per_row = 2 if len(items) in (2, 4) else 3
 for start in range(0, len(items), per_row):
     columns = st.columns(per_row)
     for column, (name, pivot) in zip(columns, items[start : start + per_row], strict=False):
-        last = name == items[-1][0]
         fig = figures.grid_heatmap(
-            pivot, metric=metric, title=name, diagonal=diagonals[name], zmin=zmin, zmax=zmax, show_scale=last
+            pivot, metric=metric, title=name, diagonal=diagonals[name], zmin=zmin, zmax=zmax
         )
         column.plotly_chart(fig, key=f"compare_heatmap_{start}_{name}", config={"displaylogo": False})
 
