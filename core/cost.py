@@ -305,6 +305,8 @@ class EncodingCost:
     repeats: int
     batch_repeats: int
     threads: int
+    latency_ms_min: float = math.nan  # fastest single query (least disturbed by other load)
+    batch_ms_min: float = math.nan  # fastest batch
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
@@ -388,6 +390,8 @@ def measure_encoding(
                 repeats=repeats,
                 batch_repeats=batch_repeats,
                 threads=threads,
+                latency_ms_min=float(lat_ms.min()),
+                batch_ms_min=float(np.min(batch_times[layer]) * 1e3),
             )
         )
     return results
@@ -601,13 +605,14 @@ def measure_search(
                 start = time.perf_counter()
                 index = ann.build_ann_index(corpus, precision, spec)
                 build_s = time.perf_counter() - start
+            cal = ann.query_calibration(index)  # int8 ranges computed once, as a deployed index would
             best, idx = math.inf, np.empty((0, 0), dtype=np.int64)
             for _ in range(max(1, repeats)):
                 elapsed = time.perf_counter()
-                _, idx = ann.plain_search(index, queries, k, use_rescore)
+                _, idx = ann.plain_search(index, queries, k, use_rescore, cal)
                 best = min(best, time.perf_counter() - elapsed)
             p50, p95 = _single_query_ms(
-                lambda q, index=index, r=use_rescore: ann.plain_search(index, q, k, r),  # type: ignore[misc]
+                lambda q, index=index, r=use_rescore, c=cal: ann.plain_search(index, q, k, r, c),  # type: ignore[misc]
                 queries,
                 single_queries,
             )
@@ -796,7 +801,13 @@ def measure_checkpoint_cost(
                         **c.to_dict(),
                         "checkpoint_fp": info.fingerprint,
                         "machine_fp": machine.fingerprint,
-                        "details": {"threads": c.threads, "warmup": warmup, "tokenization": "excluded"},
+                        "details": {
+                            "threads": c.threads,
+                            "warmup": warmup,
+                            "tokenization": "excluded",
+                            "latency_ms_min": c.latency_ms_min,
+                            "batch_ms_min": c.batch_ms_min,
+                        },
                     }
                     for c in costs
                 ]

@@ -114,3 +114,17 @@ def test_parse_ann_and_defaults() -> None:
         ann.AnnSpec("hnsw", m=0)
     with pytest.raises(ann.AnnError, match="exceeds the corpus size"):
         ann.build_ann_index(np.ones((3, 4), np.float32), "float32", ann.AnnSpec("ivf", nlist=5))
+
+
+def test_precomputed_int8_ranges_give_the_same_search() -> None:
+    corpus, queries = _data(n=300, dim=16, seed=5)
+    index = retrieval.build_index(corpus, "int8")
+    ranges = ann.query_calibration(index)
+    assert ranges is not None and ranges.shape == (2, 16)
+    with_full = ann.plain_search(index, queries, 8)  # ranges recomputed from the whole corpus
+    with_ranges = ann.plain_search(index, queries, 8, calibration=ranges)
+    np.testing.assert_array_equal(with_full[0], with_ranges[0])
+    np.testing.assert_array_equal(with_full[1], with_ranges[1])
+    assert ann.query_calibration(retrieval.build_index(corpus, "binary")) is None
+    approx = ann.build_ann_index(corpus, "int8", ann.AnnSpec("ivf", nlist=2, nprobe=2))
+    np.testing.assert_array_equal(approx.codes, index.codes)  # same codes as the exact int8 index
