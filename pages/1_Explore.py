@@ -50,8 +50,10 @@ diagonal = submodels.default_diagonal(num_layers, width)
 
 # ---- selection: layer slider, dim slider snapped to evaluated dims (or free); kept across page visits
 default_layer, default_dim = diagonal[len(diagonal) // 2]
-sel_layer = st.session_state.get("explore_sel_layer") or state.url_int("layer") or default_layer
-sel_dim = st.session_state.get("explore_sel_dim") or state.url_int("dim") or default_dim
+sel_layer = (
+    st.session_state.get("explore_sel_layer") or state.url_int("layer", 1, num_layers) or default_layer
+)
+sel_dim = st.session_state.get("explore_sel_dim") or state.url_int("dim", 1, width) or default_dim
 st.session_state["explore_layer"] = min(
     max(1, st.session_state.get("explore_layer") or sel_layer), num_layers
 )

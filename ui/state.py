@@ -53,13 +53,27 @@ def url_value(key: str) -> str | None:
     return value or None
 
 
-def url_int(key: str) -> int | None:
-    """``url_value`` as an int (None when absent or not a number)."""
+def url_int(key: str, low: int | None = None, high: int | None = None) -> int | None:
+    """``url_value`` as an int in ``[low, high]``; None when absent.
+
+    A value that is not an integer or lies outside the bounds is refused with a warning naming it (a
+    shared link must never select a sub-model the checkpoint does not have) and None is returned.
+    """
     value = url_value(key)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = None
+    if number is None or (low is not None and number < low) or (high is not None and number > high):
+        bounds = f" in {low}..{high}" if low is not None and high is not None else ""
+        st.warning(
+            f"Link parameter {key}={value[:40]!r} is not an integer{bounds}; it was ignored.",
+            icon=":material/link_off:",
+        )
+        return None
+    return number
 
 
 def publish(key: str, value: Any, url: bool = True) -> None:
