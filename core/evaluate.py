@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core import checkpoints, datasets, metrics, quantize, retrieval, submodels
+from core import checkpoints, datasets, metrics, quantize, retrieval, settings, submodels
 from core.submodels import SubModel
 
 if TYPE_CHECKING:
@@ -236,6 +236,8 @@ def evaluate_grid(
     cache = cache if cache is not None else submodels.EmbeddingCache()
 
     with factory() as s, s.begin():
+        if settings.read_only():
+            _check_read_only(s, info, dataset_fp, recompute)
         repository.upsert_checkpoint(s, **_checkpoint_values(info))
         repository.upsert_dataset(s, **_dataset_values(spec, dataset_fp))
         repository.mark_interrupted_runs(s)
@@ -269,6 +271,24 @@ def evaluate_grid(
         keys = list(zip(frame["layer"], frame["dim"], frame["precision"], strict=True))
         frame = frame[[k in wanted for k in keys]].reset_index(drop=True)
     return GridReport(run_id, len(todo), len(cells) - len(todo), frame, info, spec, dataset_fp, encoded)
+
+
+def _check_read_only(s: Session, info: checkpoints.CheckpointInfo, dataset_fp: str, recompute: bool) -> None:
+    """Read-only demo mode still evaluates missing cells, but only of what is already known.
+
+    Allowed: the default checkpoint or a registered one, on a built-in or registered dataset (the new
+    rows are derived, reproducible results). Refused: anything that would add a checkpoint or dataset
+    (a new path or name), and ``recompute`` (replacing stored results).
+    """
+    from storage import repository
+
+    if recompute:
+        settings.ensure_writable("recomputing stored results")
+    if info.kind != "default" and repository.get_checkpoint(s, info.fingerprint) is None:
+        settings.ensure_writable(f"evaluating the unregistered checkpoint {info.name!r}")
+    builtin = {datasets.dataset_fingerprint(spec) for spec in datasets.builtin_datasets().values()}
+    if dataset_fp not in builtin and repository.get_dataset(s, dataset_fp) is None:
+        settings.ensure_writable("evaluating an unregistered dataset")
 
 
 def _open_run(
