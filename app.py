@@ -7,6 +7,9 @@ The other pages are the files under ``pages/`` (see ``ui.nav``).
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pandas as pd
 import streamlit as st
 
@@ -147,6 +150,10 @@ def home() -> None:
 
 def main() -> None:
     """Navigation over Home and every page file."""
+    # `streamlit run app.py -- --read-only` (or `./lab.sh start -- --read-only`) = MLAB_READ_ONLY=1:
+    # process-wide and one-way, so every page and every core call sees it.
+    if "--read-only" in sys.argv[1:]:
+        os.environ["MLAB_READ_ONLY"] = "1"
     st.set_page_config(page_title="Matryoshka Lab", page_icon=":material/stacks:", layout="wide")
     home_page = st.Page(home, title="Home", icon=":material/home:", default=True)
     st.navigation([home_page, *nav.page_objects()]).run()
