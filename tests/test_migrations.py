@@ -1,0 +1,205 @@
+"""Schema evolution: a database filled at the OLDEST Alembic revision keeps every row through upgrade to head.
+
+The rows are written with plain SQL valid at the oldest revision (as an old lab would have written
+them), read back as they were, upgraded with ``storage.db.migrate(url, "head")`` and read again: every
+table of the old schema must hold the same rows with the same values (columns added later may appear;
+none may vanish), and the repository (today's code) must read the old rows. The test walks whatever
+migrations exist, so it keeps guarding later ones (``0002_...`` and on) without change. Runs on SQLite
+and, where ``MLAB_TEST_POSTGRES_URL`` is set, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import MetaData, Table, create_engine, inspect, select, text
+
+from storage import db, repository
+
+T0 = datetime(2025, 11, 23, 12, 0, 0, tzinfo=UTC)
+CK_A, CK_B = "a" * 32, "b" * 32
+DS_STS, DS_RET = "1" * 64, "2" * 64
+
+
+def _npy(values: list[float]) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(values, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _rows() -> dict[str, list[dict[str, Any]]]:
+    """Realistic rows of the first schema: two checkpoints (one trained), two datasets, runs of every
+    kind and status, results with a NaN (NULL) value, and item scores."""
+    info_a = {"name": "default", "num_layers": 6, "hidden_size": 384, "prompts": {}, "label": "MiniLM é"}
+    card = {"method": "starbucks", "pairs": [[1, 32], [6, 384]], "loss_curve": [0.5, 0.25]}
+    checkpoints = [
+        dict(id=1, name="default", kind="default", location="default", revision=None, fingerprint=CK_A,
+             path="/opt/model", num_layers=6, hidden_size=384, embedding_dim=384, pooling="mean",
+             similarity="cosine", max_seq_length=256, info=json.dumps(info_a), training_card=None,
+             created_at=T0),
+        dict(id=2, name="/models/starbucks ü", kind="local", location="/models/starbucks ü", revision=None,
+             fingerprint=CK_B, path="/models/starbucks ü", num_layers=6, hidden_size=384, embedding_dim=384,
+             pooling="cls", similarity="cosine", max_seq_length=128, info=json.dumps({"label": "sb"}),
+             training_card=json.dumps(card), created_at=T0 + timedelta(minutes=5)),
+    ]  # fmt: skip
+    datasets = [
+        dict(id=1, name="stsb-test", kind="sts", path="/data/stsb/test.tsv", split="test", fingerprint=DS_STS,
+             n_items=3, info=json.dumps({"pairs": 3}), created_at=T0),
+        dict(id=2, name="cranfield", kind="retrieval", path="/data/cranfield", split="test",
+             fingerprint=DS_RET, n_items=2, info=json.dumps({"documents": 1400}), created_at=T0),
+    ]  # fmt: skip
+    statuses = ["completed", "interrupted", "failed", "running", "cancelled"]
+    runs = []
+    for i, status in enumerate(statuses, start=1):
+        runs.append(
+            dict(id=i, kind=("evaluate", "evaluate", "cost", "evaluate", "train")[i - 1],
+                 checkpoint_fp=CK_A if i % 2 else CK_B, dataset_fp=DS_STS if i != 3 else None,
+                 status=status, params=json.dumps({"layers": [1, 6], "dims": [32, 384]}),
+                 cells_total=4, cells_done=4 if status == "completed" else 2,
+                 provenance=json.dumps({"torch": "2.13.0", "cpu": "x86"}),
+                 started_at=T0 + timedelta(hours=i), ended_at=None if status == "running" else T0 + timedelta(hours=i, minutes=3),
+                 wall_time_s=None if status == "running" else 180.5, error_text="boom" if status == "failed" else None,
+                 pid=1000 + i, host="lab-host", heartbeat_at=T0 + timedelta(hours=i, minutes=1))
+        )  # fmt: skip
+    results, items = [], []
+    rid = iid = 0
+    for layer in (1, 6):
+        for dim in (32, 384):
+            for metric, value in (
+                ("cosine_spearman", 0.5 + layer / 100 + dim / 10000),
+                ("cosine_pearson", None),
+            ):
+                rid += 1
+                results.append(
+                    dict(id=rid, run_id=1, checkpoint_fp=CK_A, dataset_fp=DS_STS, split="test", layer=layer,
+                         dim=dim, precision="float32", metric=metric, value=value, created_at=T0)
+                )  # fmt: skip
+            iid += 1
+            items.append(
+                dict(id=iid, run_id=1, checkpoint_fp=CK_A, dataset_fp=DS_STS, split="test", layer=layer,
+                     dim=dim, precision="float32", kind="pair_similarity", n_items=3,
+                     ids=json.dumps(["0", "1", "2"]), values_npy=_npy([0.1 * layer, 0.2, dim / 1000]),
+                     created_at=T0)
+            )  # fmt: skip
+    results.append(
+        dict(id=rid + 1, run_id=2, checkpoint_fp=CK_B, dataset_fp=DS_RET, split="test", layer=6, dim=384,
+             precision="int8", metric="ndcg_at_10", value=0.25, created_at=T0)
+    )  # fmt: skip
+    return {
+        "checkpoints": checkpoints,
+        "datasets": datasets,
+        "runs": runs,
+        "results": results,
+        "item_scores": items,
+    }
+
+
+def _snapshot(url: str, tables: dict[str, list[str]]) -> dict[str, list[tuple]]:
+    """Every row of ``tables`` (only the given columns), ordered by id, as plain Python values."""
+    engine = create_engine(url)
+    try:
+        meta = MetaData()
+        out = {}
+        with engine.connect() as conn:
+            for name, columns in tables.items():
+                table = Table(name, meta, autoload_with=conn)
+                rows = conn.execute(select(*[table.c[c] for c in columns]).order_by(table.c.id)).all()
+                out[name] = [tuple(_plain(v) for v in row) for row in rows]
+        return out
+    finally:
+        engine.dispose()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def test_rows_written_at_the_oldest_revision_survive_upgrade_to_head(db_url: str) -> None:
+    revisions = db.known_revisions()
+    oldest = revisions[0]
+    db.migrate(db_url, oldest)
+    assert db.current_revision(db_url) == oldest
+    rows = _rows()
+    engine = db.get_engine(db_url)
+    with engine.begin() as conn:
+        old_columns = {table: [c["name"] for c in inspect(conn).get_columns(table)] for table in rows}
+        for table, records in rows.items():
+            for record in records:
+                assert set(record) == set(old_columns[table]), table  # SQL valid at the oldest revision
+                columns = ", ".join(record)
+                params = ", ".join(f":{k}" for k in record)
+                conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({params})"), record)
+    before = _snapshot(db_url, old_columns)
+    assert {t: len(v) for t, v in before.items()} == {t: len(v) for t, v in rows.items()}
+
+    db.migrate(db_url, "head")
+    assert db.current_revision(db_url) == db.head_revision() == revisions[-1]
+
+    engine = db.get_engine(db_url)
+    with engine.connect() as conn:
+        new_columns = {table: {c["name"] for c in inspect(conn).get_columns(table)} for table in rows}
+    for table, columns in old_columns.items():
+        assert set(columns) <= new_columns[table], f"{table} lost columns {set(columns) - new_columns[table]}"
+    after = _snapshot(db_url, old_columns)
+    assert after == before  # every row, every value
+
+    # Today's code reads the old rows.
+    factory = db.init_db(db_url)
+    with factory() as s:
+        trained = repository.get_checkpoint(s, CK_B)
+        assert trained is not None and trained.training_card == rows_card()
+        frame = repository.results_frame(s, checkpoint_fp=CK_A)
+        assert len(frame) == 8 and frame["value"].isna().sum() == 4  # NULL still reads as NaN
+        spearman = frame[(frame.metric == "cosine_spearman") & (frame.layer == 6) & (frame.dim == 384)]
+        assert math.isclose(float(spearman["value"].iloc[0]), 0.5 + 0.06 + 0.0384)
+        runs = repository.list_runs(s)
+        assert sorted(r.status for r in runs) == sorted(
+            ["completed", "interrupted", "failed", "running", "cancelled"]
+        )
+        scores = repository.get_item_scores(
+            s, checkpoint_fp=CK_A, dataset_fp=DS_STS, split="test", layer=6, dim=384,
+            precision="float32", kind="pair_similarity",
+        )  # fmt: skip
+        assert scores is not None and scores.ids == ["0", "1", "2"]
+        np.testing.assert_allclose(scores.values, [0.6, 0.2, 0.384], rtol=1e-6)
+        assert repository.done_cells(s, CK_A, DS_STS, "test", "cosine_spearman") == {
+            (1, 32, "float32"), (1, 384, "float32"), (6, 32, "float32"), (6, 384, "float32")
+        }  # fmt: skip
+
+
+def rows_card() -> dict[str, Any]:
+    """The training card stored in the old rows."""
+    return {"method": "starbucks", "pairs": [[1, 32], [6, 384]], "loss_curve": [0.5, 0.25]}
+
+
+def test_every_single_migration_step_keeps_the_rows(db_url: str) -> None:
+    """Upgrading revision by revision (as users who update often do) keeps every row too."""
+    revisions = db.known_revisions()
+    db.migrate(db_url, revisions[0])
+    rows = _rows()
+    with db.get_engine(db_url).begin() as conn:
+        for table, records in rows.items():
+            for record in records:
+                columns = ", ".join(record)
+                params = ", ".join(f":{k}" for k in record)
+                conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({params})"), record)
+    columns = {t: list(rows[t][0]) for t in rows}
+    before = _snapshot(db_url, columns)
+    for revision in revisions[1:]:
+        db.migrate(db_url, revision)
+        assert db.current_revision(db_url) == revision
+        assert _snapshot(db_url, columns) == before, revision
