@@ -302,3 +302,42 @@ def color_range(pivots: Sequence[pd.DataFrame]) -> tuple[float, float]:
     if math.isclose(low, high):
         low, high = low - 0.01, high + 0.01
     return (low, high)
+
+
+REFERENCE_SYMBOLS: tuple[str, ...] = (
+    "diamond-open",
+    "square-open",
+    "triangle-up-open",
+    "x-thin-open",
+    "star-open",
+)
+
+
+def add_reference_overlay(fig: go.Figure, points: pd.DataFrame, *, label: str = "paper") -> go.Figure:
+    """Add published reference points (``core.reference.overlay_points``) as grey dashed lines, one per method.
+
+    ``points`` has columns method, size, layers, dim, x, value; the figure is changed in place and returned.
+    """
+    for i, (method, group) in enumerate(points.groupby("method", sort=False)):
+        group = group.sort_values("x")
+        fig.add_trace(
+            go.Scatter(
+                x=group["x"],
+                y=group["value"],
+                mode="lines+markers",
+                name=f"{label}: {method}",
+                legendgroup=f"{label}: {method}",
+                line={"color": "#7f7f7f", "width": 1.5, "dash": "dash"},
+                marker={
+                    "symbol": REFERENCE_SYMBOLS[i % len(REFERENCE_SYMBOLS)],
+                    "size": 9,
+                    "color": "#7f7f7f",
+                },
+                customdata=group[["size", "layers", "dim"]].to_numpy(dtype=object),
+                hovertemplate=(
+                    f"<b>{label}: {method}</b><br>%{{customdata[0]}} (%{{customdata[1]}}, %{{customdata[2]}})"
+                    "<br>%{y:.4f}<extra></extra>"
+                ),
+            )
+        )
+    return fig

@@ -466,11 +466,26 @@ def export_json(frame: pd.DataFrame) -> str:
     )
 
 
-def style_best(table: pd.DataFrame, best: Mapping[str, Sequence[str]], digits: int = 4) -> Any:
-    """A pandas Styler of ``table``: numbers to ``digits`` places, missing as "-", each row's best bold."""
+def style_best(
+    table: pd.DataFrame,
+    best: Mapping[str, Sequence[str]],
+    digits: int = 4,
+    marks: Mapping[tuple[str, str], str] | None = None,
+) -> Any:
+    """A pandas Styler of ``table``: numbers to ``digits`` places, missing as "-", each row's best bold.
+
+    ``marks`` appends a symbol to single cells, keyed by (row label, column), e.g. a significance mark
+    from ``core.insight.significance_marks``.
+    """
 
     def bold(row: pd.Series) -> list[str]:
         winners = set(best.get(str(row.name), ()))
         return ["font-weight: bold" if col in winners else "" for col in row.index]
 
-    return table.style.apply(bold, axis=1).format(f"{{:.{digits}f}}", na_rep="-")
+    styler = table.style.apply(bold, axis=1).format(f"{{:.{digits}f}}", na_rep="-")
+    for (row, column), mark in (marks or {}).items():
+        if row in table.index and column in table.columns:
+            styler = styler.format(
+                lambda v, m=mark: f"{v:.{digits}f} {m}", subset=([row], [column]), na_rep="-"
+            )
+    return styler
