@@ -227,3 +227,13 @@ def test_real_tiny_lab_scores_agree_with_stored_metrics(
         table = insight.item_losses(spec, report.dataset_fingerprint, small, full, session_factory=factory)
         assert len(table) == (len(write_sts.__globals__["PAIRS"]) if spec.kind == "sts" else 2)
         assert table["loss"].is_monotonic_decreasing
+
+
+def test_marks_appear_in_the_styled_per_size_table() -> None:
+    from core import views
+
+    table = pd.DataFrame({"base": [0.5, 0.6], "other": [0.7, math.nan]}, index=["(1, 32)", "mean"])
+    marks = {("(1, 32)", "other"): "▲", ("absent", "other"): "▼"}
+    html = views.style_best(table, {"(1, 32)": ["other"]}, marks=marks).to_html()
+    assert "0.7000 ▲" in html and "0.5000<" in html and "▼" not in html
+    assert "0.7000<" not in views.style_best(table, {}, marks=marks).to_html()

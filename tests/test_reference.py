@@ -176,3 +176,17 @@ def test_parser_names_the_bad_line() -> None:
     )
     with pytest.raises(reference.ReferenceError, match="line 5"):
         reference.parse_tables_markdown(text)
+
+
+def test_overlay_figure_adds_one_dashed_trace_per_method() -> None:
+    import plotly.graph_objects as go
+
+    from core import figures
+
+    points = reference.overlay_points("stsb-test", "cosine_spearman", "dim", ["starbucks", "2dmse"])
+    fig = figures.add_reference_overlay(go.Figure(), points)
+    assert [t.name for t in fig.data] == ["paper: BERT-2DMSE", "paper: SMAE-SRL (Starbucks)"]
+    starbucks = fig.data[1]
+    assert list(starbucks.x) == [32, 64, 128, 256, 512, 768]
+    assert list(starbucks.y) == pytest.approx([0.7455, 0.7933, 0.8202, 0.8278, 0.8292, 0.8274])
+    assert starbucks.line.dash == "dash" and starbucks.customdata[0][0] == "Demi"
