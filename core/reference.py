@@ -73,7 +73,6 @@ BERT_BASE_LAYER_PARAMS = 4 * (768 * 768 + 768) + 2 * (768 * 3072) + 3072 + 768 +
 # Lab dataset names (lower-case, letters and digits only) -> the dataset column as printed in the paper.
 DATASET_ALIASES: dict[str, str] = {
     "stsb": "STS-B",
-    "stsbtest": "STS-B",
     "stsbenchmark": "STS-B",
     "sts12": "STS12",
     "sts13": "STS13",
@@ -81,7 +80,6 @@ DATASET_ALIASES: dict[str, str] = {
     "sts15": "STS15",
     "sts16": "STS16",
     "sickr": "SICK-R",
-    "sickrtest": "SICK-R",
     "sick": "SICK-R",
     "msmarco": "MARCO dev",
     "msmarcodev": "MARCO dev",
@@ -245,17 +243,17 @@ def _key(name: str) -> str:
 def paper_dataset(name: str) -> str | None:
     """The paper's dataset column for a lab dataset name (``stsb-test`` -> ``STS-B``), or None.
 
-    >>> paper_dataset("stsb-test"), paper_dataset("sickr-test"), paper_dataset("cranfield")
-    ('STS-B', 'SICK-R', None)
+    >>> paper_dataset("stsb-test"), paper_dataset("sickr-test"), paper_dataset("stsb-dev"), paper_dataset("cranfield")
+    ('STS-B', 'SICK-R', None, None)
     """
     key = _key(name)
     if key in DATASET_ALIASES:
         return DATASET_ALIASES[key]
-    for suffix in ("test", "dev", "validation"):
-        if key.endswith(suffix) and key[: -len(suffix)] in DATASET_ALIASES:
-            return DATASET_ALIASES[key[: -len(suffix)]]
+    if key.endswith(("dev", "train", "validation")):
+        return None  # the paper reports test sets (MS MARCO dev is the named exception above)
+    key = key.removesuffix("test")
     printed = {_key(d): d for d in load_reference()["dataset"].unique()}
-    return printed.get(key)
+    return DATASET_ALIASES.get(key) or printed.get(key)
 
 
 def reference_rows(dataset: str, metric: str) -> pd.DataFrame:

@@ -109,6 +109,8 @@ def test_dataset_names_map_to_paper_columns() -> None:
     assert reference.paper_dataset("SciFact") == "Scifact"
     assert reference.paper_dataset("trec-covid") == "Trec-Cvd"
     assert reference.paper_dataset("cranfield") is None
+    assert reference.paper_dataset("stsb-dev") is None  # the paper's STS-B column is the test set
+    assert reference.paper_dataset("msmarco-dev") == "MARCO dev"
     assert reference.reference_rows("cranfield", "ndcg_at_10").empty
     assert reference.reference_rows("stsb-test", "ndcg_at_10").empty  # the paper has no such metric there
     assert len(reference.reference_rows("stsb-test", "cosine_spearman")) == 30
