@@ -309,6 +309,10 @@ def _extensions() -> list[Callable[[Any], None]]:
         from core.cost import add_cost_parser
 
         found.append(add_cost_parser)
+    with contextlib.suppress(ImportError):
+        from core.training.cli import add_train_parser
+
+        found.append(add_train_parser)
     return found
 
 

@@ -27,7 +27,7 @@ from typing import Any
 PROGRESS_EVERY_S = 0.5
 
 
-def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_train_parser(subparsers: Any) -> None:
     """Add the ``train`` subcommand to a ``python -m core`` subparsers object."""
     from core.training import loop
 
@@ -71,7 +71,6 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cancel-file", default=None, help="cancel at the next step once this file exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_train, keys=None)
-    return p
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
