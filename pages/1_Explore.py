@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import actions, nav, pickers, resources, state
+from ui import actions, insight_views, nav, pickers, resources, state
 
 state.init_page("explore", {"free_dim": False})
 st.title("Explore the layer x dim grid")
@@ -150,4 +150,6 @@ by_dim.plotly_chart(figures.metric_vs_dim(pivot, metric), key="explore_vs_dim", 
 by_layer.plotly_chart(
     figures.metric_vs_layer(pivot, metric), key="explore_vs_layer", config={"displaylogo": False}
 )
+if (layer, dim) in views.cells_of(frame, metric, precision):  # per pair / per query, from stored scores
+    insight_views.losses_section(ckpt, records, choice, (layer, dim), precision, metric)
 actions.evaluate_more(ckpt.name, choice, "explore", precision)
