@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import actions, nav, pickers, resources, state
+from ui import actions, insight_views, nav, pickers, resources, state
 
 state.init_page("compare", {})
 st.title("Compare checkpoints")
@@ -101,12 +101,22 @@ else:
 
 # ---- per-size table along the diagonal
 st.subheader("Per size along the diagonal")
-table = views.diagonal_table(pivots, {name: diagonals[name] for name in pivots})
-st.table(views.style_best(table.table, table.best))
+by_name = {names[r.fingerprint]: r for r in chosen}
+table = insight_views.per_size_table(  # significance marks; the paper's columns on request
+    pivots, {name: diagonals[name] for name in pivots}, by_name, choice, metric, precision
+)
 distinct = {tuple(p) for p in table.pairs.values()}
 if len(distinct) > 1:
     for name, pairs in table.pairs.items():
         st.caption(f"**{name}** sizes: " + ", ".join(f"({k}, {d})" for k, d in pairs))
 st.caption(
     "Rows: the Starbucks-style (layers, dims) pairs from small to full; bold: the best per row; mean over sizes."
+)
+
+insight_views.significance_section(
+    {n: by_name[n] for n in pivots},
+    {n: frames[by_name[n].fingerprint] for n in pivots},
+    choice,
+    metric,
+    precision,
 )
