@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import nav, pickers, resources, state
+from ui import insight_views, nav, pickers, resources, state
 
 state.init_page("curves", {"log_x": False, "show_grid": True})
 st.title("Accuracy vs cost")
@@ -66,8 +66,10 @@ if shown.empty:
         icon=":material/info:",
     )
     st.stop()
+fig = figures.cost_curve(shown, axis.column, x_label=axis.label, metric=metric, front=front, log_x=log_x)
+insight_views.paper_overlay(fig, choice.name, metric, axis.column)  # published points, on request
 st.plotly_chart(
-    figures.cost_curve(shown, axis.column, x_label=axis.label, metric=metric, front=front, log_x=log_x),
+    fig,
     key="curves_chart",
     config={"displaylogo": False, "toImageButtonOptions": {"filename": f"curves-{choice.name}-{metric}"}},
 )
