@@ -49,6 +49,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
         errors.append(db.StorageError)
     with contextlib.suppress(ImportError, AttributeError):
+        from core import ray_engine
+
+        errors.append(ray_engine.RayEngineError)
+    with contextlib.suppress(ImportError, AttributeError):
         from core import ann, cost
 
         errors.extend([cost.CostError, ann.AnnError])
@@ -104,6 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict[str, Any]]:
             precisions,
             progress=_tqdm_progress(not args.quiet),
             recompute=args.recompute,
+            engine=args.engine,
         )
     # The evaluate --json contract is exactly these keys (results --json may add more).
     rows = [
@@ -279,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dims", default=None, help="comma-separated dims or 'all' (default: 32, 64, ... full)")
     ev.add_argument("--precision", default="float32", help="comma-separated: float32,float16,int8,binary")
     ev.add_argument("--recompute", action="store_true", help="recompute cells even when stored")
+    ev.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="encode texts here (local) or on a Ray cluster (RAY_ADDRESS, else a local one); see docs/SCALE.md",
+    )
     ev.add_argument("--json", action="store_true", help="print results as JSON on stdout (nothing else)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(handler=cmd_evaluate, keys=RESULT_KEYS)

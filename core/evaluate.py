@@ -11,6 +11,7 @@ Out of scope: latency/FLOPs (core/cost), training (core/training), drawing (core
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -133,27 +134,36 @@ def encode_dataset(
     layers: Sequence[int],
     cache: submodels.EmbeddingCache | None,
     progress: ProgressFn | None = None,
+    engine: str = "local",
 ) -> dict[str, submodels.PooledTexts]:
-    """Pooled matrices of every text the dataset needs: {"s1","s2"} for STS, {"queries","corpus"} else."""
+    """Pooled matrices of every text the dataset needs: {"pairs"} for STS, {"queries","corpus"} else.
+
+    ``engine="ray"`` first encodes missing texts on Ray into ``cache`` (core/ray_engine), so the
+    ``pooled_embeddings`` calls below read the cache with no forward pass.
+    """
 
     def report(done: int, total: int) -> None:
         if progress:
             progress("encode", done, total)
 
+    def pooled(texts: Sequence[str], prompt: str | None) -> submodels.PooledTexts:
+        if engine != "ray":
+            return submodels.pooled_embeddings(loaded, texts, layers, cache, prompt, progress=report)
+        from core import ray_engine
+
+        if cache is None:
+            raise EvaluationError("the ray engine writes the embedding cache: give a cache")
+        encoded = ray_engine.fill_cache(loaded, texts, cache, prompt, progress=report)
+        found = submodels.pooled_embeddings(loaded, texts, layers, cache, prompt)
+        return dataclasses.replace(found, encoded=encoded + found.encoded)
+
     if isinstance(data, datasets.STSData):
-        both = submodels.pooled_embeddings(
-            loaded, [*data.sentences1, *data.sentences2], layers, cache, progress=report
-        )
-        return {"pairs": both}
+        return {"pairs": pooled([*data.sentences1, *data.sentences2], None)}
     query_prompt = _prompt(loaded.info, "query")
     doc_prompt = _prompt(loaded.info, "document", "passage", "corpus", "doc")
     return {
-        "corpus": submodels.pooled_embeddings(
-            loaded, data.corpus_texts, layers, cache, doc_prompt, progress=report
-        ),
-        "queries": submodels.pooled_embeddings(
-            loaded, judged_query_texts(data), layers, cache, query_prompt, progress=report
-        ),
+        "corpus": pooled(data.corpus_texts, doc_prompt),
+        "queries": pooled(judged_query_texts(data), query_prompt),
     }
 
 
@@ -212,14 +222,17 @@ def evaluate_grid(
     cache: submodels.EmbeddingCache | None = None,
     progress: ProgressFn | None = None,
     recompute: bool = False,
+    engine: str = "local",
 ) -> GridReport:
     """Evaluate (and store) every requested cell that is not stored yet; return all requested cells.
 
     A second call with the same checkpoint and dataset runs no forward pass: stored cells are read back,
-    and missing cells of already-encoded layers come from the embedding cache.
+    and missing cells of already-encoded layers come from the embedding cache. ``engine="ray"`` encodes
+    missing texts on a Ray cluster (core/ray_engine) into the same cache entries.
     """
     from storage import db, repository
 
+    _check_engine(engine)
     precision_list = parse_precisions(list(precisions))
     loaded = (
         checkpoints.load(checkpoint)
@@ -251,7 +264,7 @@ def evaluate_grid(
         run_id = _open_run(factory, info, dataset_fp, cells, len(todo))
         try:
             encoded = _compute_and_store(
-                factory, run_id, loaded, spec, dataset_fp, data, cells, todo, cache, progress
+                factory, run_id, loaded, spec, dataset_fp, data, cells, todo, cache, progress, engine
             )
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -334,11 +347,12 @@ def _compute_and_store(
     todo: Sequence[SubModel],
     cache: submodels.EmbeddingCache,
     progress: ProgressFn | None,
+    engine: str = "local",
 ) -> int:
     """Score and store each cell of ``todo`` in its own transaction; return the number of texts encoded."""
     from storage import repository
 
-    pooled = encode_dataset(loaded, data, _dataset_layers(todo), cache, progress)
+    pooled = encode_dataset(loaded, data, _dataset_layers(todo), cache, progress, engine)
     done = len(cells) - len(todo)
     info = loaded.info
     for scored in score_cells(info, data, pooled, todo):
@@ -376,6 +390,18 @@ def _compute_and_store(
         if progress:
             progress("score", done, len(cells))
     return sum(p.encoded for p in pooled.values())
+
+
+def _check_engine(engine: str) -> None:
+    """Refuse an unknown engine, or Ray when it is not installed, before anything is stored."""
+    from core import ray_engine
+
+    if engine not in ray_engine.ENGINES:
+        raise EvaluationError(f"unknown engine {engine!r}; choose from {', '.join(ray_engine.ENGINES)}")
+    if engine == "ray" and not ray_engine.ray_available():
+        raise EvaluationError(
+            f"--engine ray needs the ray package: pip install '{ray_engine.RAY_REQUIREMENT}'"
+        )
 
 
 def _run_params(cells: Sequence[SubModel]) -> dict[str, Any]:
