@@ -251,7 +251,9 @@ def _bootstrap(
     for rows in _chunks(n_resamples, chunk):
         drawn = rng.integers(0, n, (rows, n))  # (rows, n) item indices, as scipy.stats.bootstrap draws them
         offsets = (np.arange(rows, dtype=np.int64) * n)[:, None]
-        counts = np.bincount((drawn + offsets).ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+        counts = (
+            np.bincount((drawn + offsets).ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+        )
         if stat == "mean":
             means = counts @ np.column_stack((left, right)) / n  # (rows, 2)
             out[done : done + rows] = means[:, 0] - means[:, 1]
