@@ -694,7 +694,7 @@ def measure_checkpoint_cost(
     included): a second call on the same machine reuses them unless ``remeasure``. Search is measured on
     the full layer's embeddings of the dataset's corpus and judged queries (retrieval datasets only).
     """
-    from core import checkpoints, datasets, evaluate, provenance, settings, submodels
+    from core import checkpoints, datasets, evaluate, provenance, registry, settings, submodels
     from storage import cost_repository, db, repository
 
     factory = session_factory or db.init_db()
@@ -764,9 +764,9 @@ def measure_checkpoint_cost(
             loaded = checkpoints.load(checkpoint)  # type: ignore[arg-type]
             info = loaded.info
         with factory() as s, s.begin():
-            repository.upsert_checkpoint(s, **evaluate._checkpoint_values(info))
+            repository.upsert_checkpoint(s, **registry.checkpoint_values(info))
             if spec is not None and dataset_fp is not None:
-                repository.upsert_dataset(s, **evaluate._dataset_values(spec, dataset_fp))
+                repository.upsert_dataset(s, **registry.dataset_values(spec))
             cost_repository.upsert_machine(s, machine.fingerprint, machine.to_dict())
             params = {
                 "layers": todo_layers,

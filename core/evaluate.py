@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core import checkpoints, datasets, metrics, quantize, retrieval, settings, submodels
+from core import checkpoints, datasets, metrics, quantize, registry, retrieval, settings, submodels
 from core.submodels import SubModel
 
 if TYPE_CHECKING:
@@ -106,12 +106,12 @@ def plan_cells(
 ) -> list[SubModel]:
     """Every (layer, dim, precision) cell asked for, validated against the checkpoint's shape.
 
-    Layers default to 1..L and dims to ``default_dims(width)``; out-of-range knobs raise before anything
+    Layers default to 1..L and dims to ``default_grid_dims`` (powers of two plus the diagonal's dims); out-of-range knobs raise before anything
     is computed or stored.
     """
     width = info.embedding_dim
     layer_list = list(layers) if layers else list(range(1, info.num_layers + 1))
-    dim_list = list(dims) if dims else submodels.default_dims(width)
+    dim_list = list(dims) if dims else submodels.default_grid_dims(info.num_layers, width)
     cells = [SubModel(k, d, p) for p in precisions for k in layer_list for d in dim_list]
     for cell in cells:
         try:
@@ -251,8 +251,8 @@ def evaluate_grid(
     with factory() as s, s.begin():
         if settings.read_only():
             _check_read_only(s, info, dataset_fp, recompute)
-        repository.upsert_checkpoint(s, **_checkpoint_values(info))
-        repository.upsert_dataset(s, **_dataset_values(spec, dataset_fp))
+        repository.upsert_checkpoint(s, **registry.checkpoint_values(info))
+        repository.upsert_dataset(s, **registry.dataset_values(spec))
         repository.mark_interrupted_runs(s)
         done = (
             set() if recompute else repository.done_cells(s, info.fingerprint, dataset_fp, spec.split, main)
@@ -409,37 +409,6 @@ def _run_params(cells: Sequence[SubModel]) -> dict[str, Any]:
         "layers": sorted({c.layer for c in cells}),
         "dims": sorted({c.dim for c in cells}),
         "precisions": sorted({c.precision for c in cells}),
-    }
-
-
-def _checkpoint_values(info: checkpoints.CheckpointInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "kind": info.kind,
-        "location": info.location,
-        "revision": info.revision,
-        "fingerprint": info.fingerprint,
-        "path": info.path,
-        "num_layers": info.num_layers,
-        "hidden_size": info.hidden_size,
-        "embedding_dim": info.embedding_dim,
-        "pooling": info.pooling,
-        "similarity": info.similarity,
-        "max_seq_length": info.max_seq_length,
-        "info": info.to_dict(),
-    }
-
-
-def _dataset_values(spec: datasets.DatasetSpec, fingerprint: str) -> dict[str, Any]:
-    described = datasets.describe_dataset(spec)
-    return {
-        "name": spec.name,
-        "kind": spec.kind,
-        "path": spec.path,
-        "split": spec.split,
-        "fingerprint": fingerprint,
-        "n_items": int(described.get("n_items", 0)),
-        "info": described,
     }
 
 

@@ -41,14 +41,13 @@ def checkpoint_values(info: checkpoints.CheckpointInfo) -> dict[str, Any]:
 def dataset_values(spec: datasets.DatasetSpec) -> dict[str, Any]:
     """Keyword arguments of ``repository.upsert_dataset`` (parses the dataset: raises on bad input)."""
     described = datasets.describe_dataset(spec)
-    n_items = described.get("pairs", described.get("judged_queries", 0))
     return {
         "name": spec.name,
         "kind": spec.kind,
         "path": str(spec.path),
         "split": spec.split,
         "fingerprint": str(described["fingerprint"]),
-        "n_items": int(n_items),
+        "n_items": int(described["n_items"]),
         "info": described,
     }
 

@@ -101,6 +101,16 @@ def default_diagonal(num_layers: int, width: int, steps: int = 6) -> list[tuple[
     return list(zip(layers[-len(dims) :], dims, strict=True))
 
 
+def default_grid_dims(num_layers: int, width: int) -> list[int]:
+    """Dims of the default grid: ``default_dims`` plus the dims of the Starbucks diagonal.
+
+    >>> default_grid_dims(6, 384)
+    [32, 64, 128, 192, 256, 384]
+    """
+    diagonal = {d for _, d in default_diagonal(num_layers, width)}
+    return sorted(set(default_dims(width)) | diagonal)
+
+
 def model_inputs(features: dict[str, Any]) -> dict[str, Any]:
     """The part of a tokenized feature dict that the Hugging Face encoder takes."""
     return {k: features[k] for k in _MODEL_INPUT_KEYS if k in features}
@@ -114,7 +124,7 @@ def forward_all_layers(
     Runs with whatever grad mode the caller set (training calls it with gradients). Returns
     ``{layer: (batch, embedding_dim)}``, each through the checkpoint's own post-transformer modules.
     """
-    transformer = model[0]
+    transformer: Any = model[0]
     output = transformer.auto_model(**model_inputs(features), output_hidden_states=True, return_dict=True)
     hidden_states = output.hidden_states  # (L + 1) x (batch, seq, hidden); [0] = embedding output
     post_modules = list(model)[1:]
@@ -179,7 +189,7 @@ def truncated_copy(model: SentenceTransformer, layers: int) -> SentenceTransform
     import torch
 
     clone = copy.deepcopy(model)
-    encoder = clone[0].auto_model
+    encoder: Any = clone[0].auto_model
     total = int(encoder.config.num_hidden_layers)
     if not 0 <= layers <= total:
         raise SubModelError(f"cannot truncate a {total}-layer model to {layers} layers")

@@ -34,14 +34,7 @@ Cell = tuple[int, int]  # (layer, dim)
 # ------------------------------------------------------------------------------------------- grid
 
 
-def default_grid_dims(num_layers: int, width: int) -> list[int]:
-    """Dims of the default grid: ``default_dims`` plus the dims of the Starbucks diagonal.
-
-    >>> default_grid_dims(6, 384)
-    [32, 64, 128, 192, 256, 384]
-    """
-    diagonal = {d for _, d in submodels.default_diagonal(num_layers, width)}
-    return sorted(set(submodels.default_dims(width)) | diagonal)
+default_grid_dims = submodels.default_grid_dims  # the one definition lives with the engine
 
 
 def metric_rows(frame: pd.DataFrame, metric: str, precision: str = "float32") -> pd.DataFrame:
