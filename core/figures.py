@@ -341,3 +341,44 @@ def add_reference_overlay(fig: go.Figure, points: pd.DataFrame, *, label: str = 
             )
         )
     return fig
+
+
+def training_loss_figure(losses: Sequence[float], *, window: int = 20, title: str = "") -> go.Figure:
+    """Per-step training loss (thin line) and its trailing mean over ``window`` steps (thick line).
+
+    >>> [len(t.y) for t in training_loss_figure([3.0, 2.0, 1.0], window=2).data]
+    [3, 3]
+    """
+    steps = np.arange(1, len(losses) + 1)
+    values = np.asarray(losses, dtype=np.float64)
+    smooth = pd.Series(values).rolling(max(1, window), min_periods=1).mean().to_numpy()
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=steps,
+                y=values,
+                mode="lines",
+                name="loss",
+                line={"color": PALETTE[0], "width": 1},
+                opacity=0.45,
+                hovertemplate="step %{x}<br>loss %{y:.4f}<extra></extra>",
+            ),
+            go.Scatter(
+                x=steps,
+                y=smooth,
+                mode="lines",
+                name=f"mean of last {window}",
+                line={"color": PALETTE[0], "width": 3},
+                hovertemplate="step %{x}<br>mean %{y:.4f}<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(
+        title=title or None,
+        xaxis_title="step",
+        yaxis_title="training loss",
+        height=320,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        legend={"orientation": "h"},
+    )
+    return fig

@@ -186,7 +186,8 @@ def run_train(args: argparse.Namespace) -> None:
         from core.cli import UsageError
 
         error_type = UsageError
-    progress_file = ProgressFile(args.progress_file, args.output, args.method) if args.progress_file else None
+    output = str(Path(args.output).expanduser().resolve())
+    progress_file = ProgressFile(args.progress_file, output, args.method) if args.progress_file else None
     bar: Any = None
     try:
         config = config_from_args(args)
@@ -234,6 +235,7 @@ def run_train(args: argparse.Namespace) -> None:
     if progress_file is not None:
         progress_file.state["fingerprints"] = [m.fingerprint for m in result.models]
         progress_file.state["run_id"] = result.run_id
+        progress_file.state["output"] = str(result.output_dir)
         progress_file.finish("completed")
     for model in result.models:
         print(f"{model.card['label']}: {model.path} ({model.fingerprint})", file=sys.stderr)

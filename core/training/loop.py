@@ -139,7 +139,8 @@ class TrainResult:
 # ------------------------------------------------------------------------------------ validation
 
 
-def _check_config(config: TrainConfig) -> None:
+def check_config(config: TrainConfig) -> None:
+    """Refuse a config with a bad method, folder or hyper-parameter (before any loading)."""
     if config.method not in METHODS:
         raise TrainingError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
     if not str(config.output_dir).strip():
@@ -199,11 +200,25 @@ def _total_steps(config: TrainConfig, n_examples: int) -> int:
     return config.epochs * training_data.steps_per_epoch(n_examples, config.batch_size)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _prepare_output(output_dir: Path) -> Path:
     """Refuse a non-empty output folder; return the hidden work folder beside it."""
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise TrainingError(f"output folder {str(output_dir)!r} already exists and is not empty")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.parent.glob(f".{output_dir.name}.partial-*"):  # left by a killed run
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     work = output_dir.parent / f".{output_dir.name}.partial-{os.getpid()}"
     if work.exists():
         shutil.rmtree(work)
@@ -506,7 +521,7 @@ def train(
     from core.training import registry
 
     settings.ensure_writable("training a checkpoint")
-    _check_config(config)
+    check_config(config)
     output_dir = Path(config.output_dir).expanduser().resolve()
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise TrainingError(f"output folder {str(output_dir)!r} already exists and is not empty")

@@ -13,42 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import checkpoints, datasets
+from core.registry import checkpoint_values, dataset_values
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from sqlalchemy.orm import Session, sessionmaker
-
-
-def checkpoint_values(info: checkpoints.CheckpointInfo) -> dict[str, Any]:
-    """The keyword arguments of ``repository.upsert_checkpoint`` for a described checkpoint."""
-    return {
-        "name": info.name,
-        "kind": info.kind,
-        "location": info.location,
-        "revision": info.revision,
-        "fingerprint": info.fingerprint,
-        "path": info.path,
-        "num_layers": info.num_layers,
-        "hidden_size": info.hidden_size,
-        "embedding_dim": info.embedding_dim,
-        "pooling": info.pooling,
-        "similarity": info.similarity,
-        "max_seq_length": info.max_seq_length,
-        "info": info.to_dict(),
-    }
-
-
-def _dataset_values(spec: datasets.DatasetSpec, fingerprint: str) -> dict[str, Any]:
-    described = datasets.describe_dataset(spec)
-    return {
-        "name": spec.name,
-        "kind": spec.kind,
-        "path": str(spec.path),
-        "split": spec.split,
-        "fingerprint": fingerprint,
-        "n_items": int(described.get("n_items", 0)),
-        "info": described,
-    }
 
 
 def start_train_run(
@@ -65,7 +34,7 @@ def start_train_run(
 
     with factory() as s, s.begin():
         repository.upsert_checkpoint(s, **checkpoint_values(base))
-        repository.upsert_dataset(s, **_dataset_values(spec, dataset_fp))
+        repository.upsert_dataset(s, **dataset_values(spec))
         repository.mark_interrupted_runs(s)
         run = repository.start_run(
             s,

@@ -1,0 +1,136 @@
+"""Train: fine-tune a 2D Matryoshka checkpoint in a background process, with live progress and cancel."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import figures, settings, submodels
+from core.training import METHODS, TrainConfig, jobs, parse_pairs
+from ui import errors, nav, pickers, resources, state
+
+METHOD_HELP = {
+    "starbucks": "fixed (layer, dim) pairs small to full, plus a KL term to the full model (Starbucks)",
+    "2dmse": "one random layer per step, all dims (sentence-transformers Matryoshka2dLoss)",
+    "mrl": "all dims at full depth only (MatryoshkaLoss)",
+    "full": "plain fine-tuning of the full model",
+    "separate": "one truncated model per pair, trained at its dim only",
+}
+OTHER = "(a file or folder path)"
+
+state.init_page("train", {"job": None})
+st.title("Train")
+st.caption("Fine-tune a checkpoint so its small sub-models work well. Training runs in the background: "
+           "reloading this page or closing the tab does not stop it.")  # fmt: skip
+if settings.read_only():
+    st.info("Training is disabled in read-only demo mode.", icon=":material/lock:")
+    st.stop()
+
+# ---- inputs
+records = resources.checkpoints()
+refs = pickers.checkpoint_refs(records)
+options = list(refs) if "default" in refs else ["default", *refs]
+left, middle, right = st.columns(3)
+base_ref = left.selectbox(
+    "Base checkpoint", options, key="train_base",
+    format_func=lambda r: pickers.checkpoint_label(refs[r]) if r in refs else "default (6 x 384)",
+)  # fmt: skip
+method = middle.selectbox(
+    "Method", METHODS, key="train_method", help="; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items())
+)
+sts_names = [c.name for c in resources.dataset_choices() if c.kind == "sts" and c.spec is not None]
+data_options = [*dict.fromkeys(["stsb-train", *sts_names]), OTHER]
+data_choice = right.selectbox("Training data", data_options, key="train_dataset")
+if data_choice == OTHER:
+    dataset = st.text_input(
+        "Path: an STS .tsv, or a BEIR folder with qrels/train.tsv", key="train_path"
+    ).strip()
+else:
+    dataset = data_choice
+st.caption(METHOD_HELP[method] + (". STS data trains with CoSENT, BEIR pairs with MultipleNegativesRanking."))
+
+record = refs.get(base_ref)
+shape = (record.num_layers, record.embedding_dim) if record else (6, 384)
+diagonal = ",".join(f"{k}:{d}" for k, d in submodels.default_diagonal(*shape))
+pairs_text = st.text_input("Pairs (layer:dim)", key="train_pairs", placeholder=diagonal,
+                           help=f"Empty: the scaled Starbucks diagonal {diagonal}.")  # fmt: skip
+c1, c2, c3, c4, c5, c6 = st.columns(6)
+epochs = c1.number_input("Epochs", 1, 100, 1, key="train_epochs")
+max_steps = c2.number_input(
+    "Max steps", 0, 1_000_000, 0, key="train_max_steps", help="0: no limit (epochs decide)"
+)
+batch = c3.number_input("Batch size", 2, 1024, 32, key="train_batch")
+lr = c4.number_input("Learning rate", 1e-7, 1e-2, 2e-5, format="%.1e", key="train_lr")
+warmup = c5.number_input("Warmup ratio", 0.0, 0.9, 0.1, step=0.05, key="train_warmup")
+seed = c6.number_input("Seed", 0, 2**31 - 1, 42, key="train_seed")
+with st.expander("Loss options"):
+    k1, k2, k3, k4 = st.columns(4)
+    kl_weight = k1.number_input("KL weight", 0.0, 10.0, 0.3, step=0.1, key="train_kl_weight")
+    kl_mode = k2.selectbox("KL mode (starbucks)", ["embedding", "similarity"], key="train_kl_mode",
+                           help="embedding: the paper's KL over embedding dims; similarity: over in-batch "
+                           "similarity distributions (temperature below)")  # fmt: skip
+    kl_temperature = k3.number_input("KL temperature", 0.01, 10.0, 0.3, step=0.05, key="train_kl_temperature")
+    full_weight = k4.number_input("Full-model weight", 0.0, 10.0, 1.0, step=0.1, key="train_full_weight")
+    detach = st.checkbox("Detach the full-model teacher in the KL term", True, key="train_detach")
+output = st.text_input("Output folder", key="train_output", placeholder=str(jobs.default_output_dir(method)),
+                       help="Empty: a new folder under the lab's home.")  # fmt: skip
+
+if st.button("Start training", type="primary", key="train_start", icon=":material/play_arrow:"):
+    with errors.user_errors("cannot start training"):
+        if not dataset:
+            raise ValueError("give the path of the training data")
+        config = TrainConfig(
+            output_dir=output.strip() or str(jobs.default_output_dir(method)),
+            base=(record.path if record.kind == "local" else record.name) if record else "default",
+            method=method, dataset=dataset, pairs=parse_pairs(pairs_text), epochs=int(epochs),
+            max_steps=int(max_steps) or None, batch_size=int(batch), learning_rate=float(lr),
+            warmup_ratio=float(warmup), seed=int(seed), kl_weight=float(kl_weight), kl_mode=kl_mode,
+            kl_temperature=float(kl_temperature), full_weight=float(full_weight), detach_teacher=detach,
+        )  # fmt: skip
+        started = jobs.start_job(config)
+        st.session_state["train_job"] = started.id
+        st.session_state["train_job_select"] = started.id
+
+# ---- jobs
+st.subheader("Training jobs")
+all_jobs = jobs.list_jobs()
+if not all_jobs:
+    st.caption("No training job yet.")
+    st.stop()
+by_id = {j.id: j for j in all_jobs}
+if st.session_state.get("train_job_select") not in by_id:
+    st.session_state["train_job_select"] = (
+        st.session_state["train_job"] if st.session_state["train_job"] in by_id else all_jobs[0].id
+    )
+chosen = st.selectbox("Job", list(by_id), key="train_job_select",
+                      format_func=lambda i: f"{i} ({by_id[i].status})")  # fmt: skip
+st.session_state["train_job"] = chosen
+
+
+def job_panel(job_id: str, refreshing: bool) -> None:
+    """Progress, live loss chart and the Cancel button of one job (re-run every 2 s while it runs)."""
+    job = jobs.read_job(jobs.jobs_dir() / job_id)
+    request = job.request
+    st.caption(
+        f"{job.method} from {request.get('base', '?')} on {request.get('dataset', '?')} -> {job.output}"
+    )
+    total = job.total or "?"
+    st.progress(job.fraction, text=f"{job.status}: step {job.step} of {total}")
+    if job.losses:
+        st.plotly_chart(figures.training_loss_figure(job.losses), key="train_loss_chart")
+    if job.active:
+        if st.button("Cancel", key="train_cancel", icon=":material/stop:"):
+            jobs.cancel_job(job)
+            st.toast("Cancel requested: the job stops at its next step.")
+    elif job.status == "completed":
+        st.success(f"Saved and registered: {job.output}", icon=":material/check_circle:")
+        state.publish("checkpoint", job.output if job.method != "separate" else None)
+        nav.link(nav.EXPLORE, "Explore the new checkpoint", icon=":material/grid_on:")
+    else:
+        st.error(f"{job.status}: {job.error or 'no details'}", icon=":material/error:")
+    if refreshing and not job.active:
+        resources.bump()
+        st.rerun()
+
+
+running = by_id[chosen].active
+st.fragment(job_panel, run_every=2.0 if running else None)(chosen, running)

@@ -1,0 +1,122 @@
+"""AppTest of the Train page: read-only refusal, a real background job to completion, and Cancel.
+
+The jobs are real ``python -m core train`` processes on a tiny checkpoint (a few seconds each after
+start-up); the page is re-run while they work, as a reload would.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import registry
+from core.figures import training_loss_figure
+from core.training import jobs
+from storage import db, repository
+from tests.pagedata import write_sts
+from tests.tinymodel import build_tiny_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "pages" / "6_Train.py")
+TIMEOUT = 60
+JOB_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", layers=3, hidden=48)
+
+
+@pytest.fixture
+def lab(tiny_folder: Path, tmp_path: Path) -> tuple[str, Path]:
+    """The tiny checkpoint registered in this test's database, and a tiny STS training file."""
+    record = registry.register_checkpoint(str(tiny_folder))
+    db.dispose_engines()
+    return record.name, write_sts(tmp_path / "train.tsv")
+
+
+def _page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+
+
+def _fill(at: AppTest, base: str, data: Path, max_steps: int, output: Path) -> AppTest:
+    at.selectbox(key="train_base").set_value(base)
+    at.selectbox(key="train_method").set_value("starbucks")
+    at.selectbox(key="train_dataset").set_value("(a file or folder path)").run()
+    at.text_input(key="train_path").set_value(str(data))
+    at.text_input(key="train_pairs").set_value("1:16,3:48")
+    at.number_input(key="train_max_steps").set_value(max_steps)
+    at.number_input(key="train_batch").set_value(4)
+    at.text_input(key="train_output").set_value(str(output))
+    return at.button(key="train_start").click().run()
+
+
+def _wait(job_id: str, until: str) -> jobs.TrainJob:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        job = jobs.read_job(jobs.jobs_dir() / job_id)
+        if (until == "final" and not job.active) or (until == "stepping" and job.step >= 1):
+            return job
+        if not job.active:
+            raise AssertionError(f"job ended early: {job.status} {job.error}")
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not reach {until} in {JOB_TIMEOUT_S} s")
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_read_only_mode_refuses_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLAB_READ_ONLY", "1")
+    at = _page()
+    assert not at.exception
+    assert any("read-only" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key == "train_start"]
+
+
+def test_a_started_job_runs_in_the_background_to_a_registered_checkpoint(
+    lab: tuple[str, Path], tmp_path: Path
+) -> None:
+    base, data = lab
+    at = _page()
+    _no_errors(at)
+    assert at.caption[-1].value == "No training job yet."
+    at = _fill(at, base, data, max_steps=3, output=tmp_path / "trained")
+    _no_errors(at)
+    job_id = at.session_state["train_job"]
+    job = _wait(job_id, "final")
+    assert job.status == "completed", job.error
+    at = _page()  # as after a reload: the job is found again from its files
+    _no_errors(at)
+    assert at.selectbox(key="train_job_select").value == job_id
+    assert "completed: step 3 of 3" in at.get("progress")[0].proto.text
+    assert any(str(tmp_path / "trained") in s.value for s in at.success)
+    with db.init_db()() as s:
+        record = repository.get_checkpoint(s, str(tmp_path / "trained"))
+    assert record is not None and record.training_card is not None
+    assert record.training_card["loss_curve"] == pytest.approx(job.losses, abs=1e-6)
+
+
+def test_cancel_button_stops_a_running_job(lab: tuple[str, Path], tmp_path: Path) -> None:
+    base, data = lab
+    at = _fill(_page(), base, data, max_steps=100_000, output=tmp_path / "never")
+    _no_errors(at)
+    job_id = at.session_state["train_job"]
+    _wait(job_id, "stepping")
+    at = _page()
+    at.button(key="train_cancel").click().run()
+    _no_errors(at)
+    job = _wait(job_id, "final")
+    assert job.status == "cancelled" and 1 <= job.step < 100_000
+    assert not (tmp_path / "never").exists()
+
+
+def test_training_loss_figure_has_raw_and_smoothed_lines() -> None:
+    fig = training_loss_figure([4.0, 2.0, 3.0, 1.0], window=2)
+    assert list(fig.data[0].y) == [4.0, 2.0, 3.0, 1.0]
+    assert list(fig.data[1].y) == [4.0, 3.0, 2.5, 2.0]
