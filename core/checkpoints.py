@@ -143,6 +143,14 @@ def parse_checkpoint(text: str, trust_remote_code: bool | None = None) -> Checkp
             )
         if "@" in raw and not revision:
             raise CheckpointError(f"{raw!r} has an empty revision after '@'")
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(repo)
+        except HFValidationError as exc:
+            raise CheckpointError(
+                f"{raw!r} is neither an existing folder nor a valid hub id org/name[@revision]: {exc}"
+            ) from None
         spec = CheckpointSpec("hub", repo, revision or None)
     trusted = spec.name in settings.trusted_remote_code() or spec.location in settings.trusted_remote_code()
     allow = trusted if trust_remote_code is None else trust_remote_code

@@ -488,6 +488,7 @@ def _extract_zip(data: bytes, target: Path) -> None:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise DatasetError("upload is not a valid zip file") from None
+    target.mkdir(parents=True, exist_ok=True)  # an empty zip still yields a (empty) folder to inspect
     with archive:
         members = archive.infolist()
         if len(members) > MAX_ZIP_FILES:
