@@ -574,3 +574,7 @@ def test_curves_page_offers_the_measured_costs(tmp_path: Path, monkeypatch: pyte
     shown = front.filter(like="latency").iloc[:, 0]
     assert len(front) >= 1
     assert shown.tolist() == pytest.approx([stored_latency[k] for k in front["layer"]])
+    runs = AppTest.from_file(str(REPO_ROOT / "pages" / "4_Runs.py"), default_timeout=120).run()
+    assert not runs.exception and not runs.error  # the cost run (no dataset) is listed like any other
+    kinds = {kind for e in runs.dataframe if "kind" in e.value.columns for kind in e.value["kind"]}
+    assert "cost" in kinds
