@@ -105,7 +105,8 @@ def evaluate_all(
     for name in dataset_names:
         spec = datasets.resolve_dataset(name)
         data = datasets.load_dataset(spec)
-        assert isinstance(data, datasets.STSData)
+        if not isinstance(data, datasets.STSData):
+            raise SystemExit(f"error: {name} is not an STS dataset; --eval takes STS datasets only")
         per_method: dict[str, dict[tuple[int, int], Any]] = {"_gold": {(0, 0): np.asarray(data.scores)}}
         t0 = time.perf_counter()
         for method, by_pair in folders.items():
