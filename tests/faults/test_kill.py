@@ -181,6 +181,7 @@ def test_kill9_mid_training_registers_nothing_and_marks_run_interrupted(tiny: Pa
 
     assert support.consistency_problems(database) == []
     assert not output.exists()  # the work folder is hidden; nothing a user could load as a checkpoint
+    assert len(list(tmp_path.glob(".trained.partial-*"))) == 1  # the killed run's work folder
     cards = support.query(database, "SELECT name FROM checkpoints WHERE training_card IS NOT NULL")
     assert cards == []  # no half checkpoint registered
     names = [r[0] for r in support.query(database, "SELECT name FROM checkpoints")]
@@ -207,6 +208,7 @@ def test_kill9_mid_training_registers_nothing_and_marks_run_interrupted(tiny: Pa
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(output.resolve())
+    assert list(tmp_path.glob(".trained.partial-*")) == []  # the dead run's leftovers were cleaned
     assert support.consistency_problems(database) == []
     trained = support.query(database, "SELECT path FROM checkpoints WHERE training_card IS NOT NULL")
     assert trained == [(str(output.resolve()),)]
