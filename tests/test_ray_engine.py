@@ -159,3 +159,32 @@ def test_unknown_engine_is_refused_before_anything_is_stored(
     with pytest.raises(evaluate.EvaluationError, match="unknown engine 'spark'"):
         evaluate.evaluate_grid(str(tiny), str(sts), engine="spark")
     assert support.query(lab_env / "lab.sqlite3", "SELECT COUNT(*) FROM runs") in ([], [(0,)])
+
+
+def test_cli_subprocess_starts_its_own_cluster_and_keeps_stdout_json(tiny: Path, tmp_path: Path) -> None:
+    """``python -m core evaluate --engine ray --json`` with no cluster running: it starts a local one
+    (workers import the lab from this checkout), and stdout still carries only the JSON document."""
+    import subprocess
+    import sys
+
+    sts = support.write_sts(tmp_path / "pairs.tsv", 30)
+    env = support.lab_env(tmp_path / "home")
+    env.pop("RAY_ADDRESS", None)
+    args = ["evaluate", "--checkpoint", str(tiny), "--dataset", str(sts), "--dims", "16,48", "--json"]
+    by_ray = subprocess.run(
+        [sys.executable, "-m", "core", *args, "--engine", "ray"],
+        cwd=support.REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert by_ray.returncode == 0, by_ray.stderr[-3000:]
+    rows = json.loads(by_ray.stdout)
+    local = evaluate.evaluate_grid(
+        str(tiny),
+        str(sts),
+        dims=[16, 48],
+        cache=EmbeddingCache(tmp_path / "local-cache"),
+        session_factory=db.init_db(f"sqlite:///{tmp_path / 'local.sqlite3'}"),
+    )
+    expected = {(int(r.layer), int(r.dim), r.metric): r.value for r in local.frame.itertuples()}
+    got = {(r["layer"], r["dim"], r["metric"]): r["value"] for r in rows}
+    assert got.keys() == expected.keys()
+    np.testing.assert_allclose([got[k] for k in sorted(got)], [expected[k] for k in sorted(got)], atol=1e-5)
