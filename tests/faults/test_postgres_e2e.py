@@ -86,3 +86,37 @@ def test_evaluate_and_results_on_postgres_unchanged(
     np.testing.assert_allclose([by_key[k] for k in keys], [expected[k] for k in keys], atol=1e-6)
     runs = _cli_json("checkpoints", "--json")
     assert any(r["name"] == str(tiny) for r in runs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_cli_writers_on_postgres_store_each_cell_once(db_url: str, tiny: Path, tmp_path: Path) -> None:
+    """Two processes evaluating the same grid into one PostgreSQL schema at once: both finish, no error
+    reaches either user, each cell is stored once (concurrent upserts of one key wait, then update)."""
+    sts = support.write_sts(tmp_path / "pairs.tsv", 40)
+    dims = ",".join(str(d) for d in range(2, 33, 2))  # 16 dims x 2 layers x 2 precisions = 64 cells
+    args = ["evaluate", "--checkpoint", str(tiny), "--dataset", str(sts), "--dims", dims,
+            "--precision", "float32,int8", "--quiet"]  # fmt: skip
+    procs = []
+    for name in ("a", "b"):
+        env = support.lab_env(tmp_path / f"home-{name}")  # separate caches: both really encode
+        env["MLAB_DATABASE_URL"] = db_url
+        procs.append(support.start_cli(args, env, tmp_path / f"{name}.log"))
+    codes = [p.wait(timeout=600) for p in procs]
+    logs = [(tmp_path / f"{n}.log").read_text() for n in "ab"]
+    assert codes == [0, 0], logs
+    for log in logs:
+        assert "error" not in log.lower() and "Traceback" not in log, log
+    from sqlalchemy import text
+
+    engine = db.get_engine(db_url)
+    with engine.connect() as conn:
+        results = conn.execute(text("SELECT COUNT(*) FROM results")).scalar_one()
+        distinct = conn.execute(
+            text("SELECT COUNT(*) FROM (SELECT DISTINCT layer, dim, precision, metric FROM results) t")
+        ).scalar_one()
+        items = conn.execute(text("SELECT COUNT(*) FROM item_scores")).scalar_one()
+        statuses = [r[0] for r in conn.execute(text("SELECT status FROM runs"))]
+    cells = 2 * 16 * 2
+    assert results == distinct == cells * 2 and items == cells
+    assert statuses == ["completed", "completed"]
