@@ -157,3 +157,42 @@ def test_two_writers_on_the_same_grid_store_each_cell_once(tinies: tuple[Path, P
     keys = sorted(expected)
     assert sorted(got) == keys
     np.testing.assert_allclose([got[k] for k in keys], [expected[k] for k in keys], atol=1e-6)
+
+
+def test_app_pages_open_while_the_cli_writes(
+    tinies: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real Runs and Explore pages (AppTest) redrawn again and again while a CLI run writes."""
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[2]
+    home = tmp_path / "home"
+    database = home / "lab.sqlite3"
+    monkeypatch.setenv("MLAB_DATABASE_URL", f"sqlite:///{database}")
+    sts = support.write_sts(tmp_path / "pairs.tsv", 60)
+    a, _ = tinies
+    args = _args(a, sts, "float32,float16,int8,binary")
+    proc = support.start_cli(args, support.lab_env(home, database), tmp_path / "cli.log")
+    pages = [str(root / "pages" / "4_Runs.py"), str(root / "pages" / "1_Explore.py")]
+    draws, problems = 0, []
+    try:
+        support.wait_for(
+            lambda: bool(support.query(database, "SELECT id FROM runs")), proc, "the run to start"
+        )
+        while proc.poll() is None and draws < 40:
+            at = AppTest.from_file(pages[draws % 2], default_timeout=120)
+            at.query_params["checkpoint"] = str(a)
+            at.query_params["dataset"] = str(sts)
+            at.run()
+            problems += [e.value for e in at.exception] + [e.value for e in at.error]
+            draws += 1
+        assert proc.wait(timeout=600) == 0, (tmp_path / "cli.log").read_text()
+    finally:
+        if proc.poll() is None:
+            support.kill9(proc)
+    print(f"\n{draws} page draws while the CLI wrote")
+    assert draws >= 2 and problems == []
+    assert support.consistency_problems(database) == []
+    assert support.query(database, "SELECT status, cells_done, cells_total FROM runs") == [
+        ("completed", 3 * len(DIMS) * 4, 3 * len(DIMS) * 4)
+    ]
