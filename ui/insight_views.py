@@ -86,7 +86,8 @@ def losses_section(
         st.caption(f"The files of dataset {choice.name} are missing: per-item views need its texts.")
         return
     options: dict[str, CellKey] = {}
-    if (cell, precision) != (full, "float32"):
+    own = views.cells_of(resources.results(record.fingerprint, choice.fingerprint), metric, "float32")
+    if (cell, precision) != (full, "float32") and full in own:  # only a stored full cell can be compared
         options[f"the full model {full}"] = _key(record, full, "float32")
     for other in records:
         if other.fingerprint == record.fingerprint:

@@ -9,6 +9,7 @@ fails and never sees rows disappear.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -85,13 +86,21 @@ def _run_two(tmp_path: Path, args_a: list[str], args_b: list[str]) -> tuple[Path
     env = support.lab_env(home, database)
     reader = AppReader(url)
     reader.start()
+    # Hold the write lock while both start, so they really write at the same time: each blocks on its
+    # first write (on the busy timeout, as a writer behind another writer does) and both go at release.
+    lock = sqlite3.connect(str(database), timeout=30, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
     procs = [
         support.start_cli(args_a, env, tmp_path / "a.log"),
         support.start_cli(args_b, env, tmp_path / "b.log"),
     ]
     try:
+        _wait_until_blocked(procs)
+        lock.execute("ROLLBACK")
+        lock.close()
         codes = [p.wait(timeout=600) for p in procs]
     finally:
+        lock.close()  # no-op when already released
         for p in procs:
             if p.poll() is None:
                 support.kill9(p)
@@ -100,6 +109,25 @@ def _run_two(tmp_path: Path, args_a: list[str], args_b: list[str]) -> tuple[Path
     logs = [(tmp_path / f"{n}.log").read_text() for n in "ab"]
     assert codes == [0, 0], logs
     return database, reader, logs
+
+
+def _wait_until_blocked(procs: list, max_wait_s: float = 20.0) -> None:
+    """Wait until every process has used no CPU for a second (blocked on the lock), at most max_wait_s."""
+    import psutil
+
+    handles = [psutil.Process(p.pid) for p in procs]
+
+    def cpu() -> list[float]:
+        return [sum(h.cpu_times()[:2]) for h in handles]
+
+    deadline = time.monotonic() + max_wait_s
+    last = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = cpu()
+        if all(b - a < 0.05 for a, b in zip(last, now, strict=True)):
+            return
+        last = now
 
 
 def _assert_clean(database: Path, reader: AppReader, logs: list[str]) -> None:
