@@ -13,10 +13,12 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import Engine, text
 
 from core import cli, evaluate
 from core.submodels import EmbeddingCache
@@ -97,19 +99,28 @@ def test_two_cli_writers_on_postgres_store_each_cell_once(db_url: str, tiny: Pat
     dims = ",".join(str(d) for d in range(2, 33, 2))  # 16 dims x 2 layers x 2 precisions = 64 cells
     args = ["evaluate", "--checkpoint", str(tiny), "--dataset", str(sts), "--dims", dims,
             "--precision", "float32,int8", "--quiet"]  # fmt: skip
+    engine = db.get_engine(db_url)
+    db.init_db(db_url)  # the schema exists before the lock below is taken
+    # Hold a write lock on the results table while both start, so they really write at the same time:
+    # each reads "nothing stored yet", opens its own run, encodes, and queues on its first result
+    # write; only when both wait on the lock (seen in pg_locks) is it released and both go at once.
+    holder = engine.connect()
+    holder.execute(text("LOCK TABLE results IN EXCLUSIVE MODE"))
     procs = []
-    for name in ("a", "b"):
-        env = support.lab_env(tmp_path / f"home-{name}")  # separate caches: both really encode
-        env["MLAB_DATABASE_URL"] = db_url
-        procs.append(support.start_cli(args, env, tmp_path / f"{name}.log"))
+    try:
+        for name in ("a", "b"):
+            env = support.lab_env(tmp_path / f"home-{name}")  # separate caches: both really encode
+            env["MLAB_DATABASE_URL"] = db_url
+            procs.append(support.start_cli(args, env, tmp_path / f"{name}.log"))
+        _wait_until_both_queue_on_results(engine, procs)
+    finally:
+        holder.rollback()
+        holder.close()
     codes = [p.wait(timeout=600) for p in procs]
     logs = [(tmp_path / f"{n}.log").read_text() for n in "ab"]
     assert codes == [0, 0], logs
     for log in logs:
         assert "error" not in log.lower() and "Traceback" not in log, log
-    from sqlalchemy import text
-
-    engine = db.get_engine(db_url)
     with engine.connect() as conn:
         results = conn.execute(text("SELECT COUNT(*) FROM results")).scalar_one()
         distinct = conn.execute(
@@ -120,3 +131,21 @@ def test_two_cli_writers_on_postgres_store_each_cell_once(db_url: str, tiny: Pat
     cells = 2 * 16 * 2
     assert results == distinct == cells * 2 and items == cells
     assert statuses == ["completed", "completed"]
+
+
+def _wait_until_both_queue_on_results(
+    engine: Engine, procs: list[subprocess.Popen[bytes]], max_wait_s: float = 300.0
+) -> None:
+    """Wait until two sessions wait for a lock on ``results`` (both writers queued), or fail."""
+    deadline = time.monotonic() + max_wait_s
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                text("SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'results'::regclass")
+            ).scalar_one()
+        if waiting >= 2:
+            return
+        exited = [p.returncode for p in procs if p.poll() is not None]
+        assert not exited, f"a writer exited before writing (codes {exited})"
+        time.sleep(0.2)
+    raise AssertionError("the two writers did not both queue on the results table in time")
