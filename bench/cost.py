@@ -457,12 +457,9 @@ def memory_child(n_docs: int, model_kind: str, threads: int, workdir: Path) -> d
 
     torch.set_num_threads(threads)
     if model_kind == "wide":
-        from tests.tinymodel import build_tiny_checkpoint
+        from tests.tinymodel import wide_checkpoint
 
-        folder = workdir / "wide-1x384"
-        if not folder.exists():
-            build_tiny_checkpoint(folder, layers=1, hidden=384)
-        loaded = checkpoints.load(str(folder))
+        loaded = checkpoints.load(str(wide_checkpoint(workdir)))
     else:
         loaded = checkpoints.load("default")
     rng = np.random.default_rng(0)

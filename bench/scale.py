@@ -16,6 +16,7 @@ Usage (the full size takes a while on 2 cores; run it when the machine is quiet)
 
     python bench/scale.py                      # 100,000 documents, default checkpoint, both engines
     python bench/scale.py --docs 2000          # a quick check
+    python bench/scale.py --checkpoint wide    # 100,000 documents through a 1 x 384 random BERT
     python bench/scale.py --checkpoint /path/to/model --engines ray --ray-cpus 8
 
 Results are printed and written to ``bench/results/scale.md``.
@@ -42,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results" / "scale.md"
+WIDE = "wide"
 _VOCAB_TEXT = (
     "the of and to in a is that for it as was with be by on not he this are or his from at which but have an "
     "they you were her all she there would their we him been has when who will more no if out so said what up "
@@ -211,7 +213,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "# Corpus encoding at scale: local engine vs Ray",
         "",
         f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `python bench/scale.py "
-        f"--docs {args.docs} --checkpoint {args.checkpoint} --engines {','.join(args.engines)}`.",
+        f"--docs {args.docs} --checkpoint {args.checkpoint_label.split()[0]} --engines {','.join(args.engines)}`.",
+        f"Checkpoint: {args.checkpoint_label}.",
         f"Machine: {info['cpu']}, {info['cores']} logical cores; torch {info['torch']}, "
         f"sentence-transformers {info['sentence-transformers']}, ray {info['ray']}.",
         f"Corpus: {args.docs:,} synthetic passages of 20-80 words (seed {args.seed}); every layer "
@@ -249,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     """Measure the engines and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=100_000, help="corpus size (default 100,000)")
-    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument(
+        "--checkpoint",
+        default="default",
+        help=f"a checkpoint name or path; {WIDE!r}: a random-weight 1 x 384 BERT (engine overhead and memory)",
+    )
     parser.add_argument("--engines", default="local,ray", help="comma-separated: local, ray")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (local)")
@@ -264,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(args)))
         return 0
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    args.checkpoint_label = args.checkpoint
+    if args.checkpoint == WIDE:  # children load the folder built here once
+        from tests.tinymodel import wide_checkpoint
+
+        args.checkpoint = str(wide_checkpoint(Path(tempfile.mkdtemp(prefix="mlab-scale-model-"))))
+        args.checkpoint_label = f"{WIDE} (random-weight 1 layer x 384 BERT, the default model's width)"
     results = []
     for engine in args.engines:
         print(f"measuring {engine} on {args.docs:,} documents ...", file=sys.stderr)

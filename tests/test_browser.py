@@ -3,7 +3,8 @@
 The lab (``tests/pagedata.build_showcase_lab``): ``default`` (all-MiniLM-L6-v2) and ``minilm-cls-pooling``
 (the same weights with CLS pooling), each with its full 6 x 6 grid on the first 200 pairs of STS-B test
 ("stsb-test-sample"). The test opens every page, moves the Explore layer slider with the keyboard and
-checks that the selected cell's numbers change to the database's, and saves a screenshot of each page
+checks that the selected cell's numbers change to the database's, runs a live Demo search on pasted
+documents and a sentence pair restored from a link, and saves a screenshot of each page
 under ``test-artifacts/screenshots/`` (copied to ``docs/screenshots/`` when ``MLAB_UPDATE_SCREENSHOTS=1``).
 
 Chromium must be at ``/usr/bin/chromium`` (Debian packages chromium and chromium-driver, installed by
@@ -46,6 +47,20 @@ ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 1000}
 WAIT_MS = 60_000
+DEMO_DOCS = [
+    "A man is playing a guitar on stage.",
+    "The orchestra tuned their violins before the concert.",
+    "A chef slices onions in a busy kitchen.",
+    "Stock markets fell sharply on Monday.",
+    "A child is learning to ride a bicycle.",
+    "The band's drummer kept a steady beat.",
+    "Heavy rain flooded the streets of the city.",
+    "She practised the piano every evening.",
+    "A dog chases a ball across the park.",
+    "Engineers tested the new bridge for safety.",
+    "The singer strummed an acoustic guitar.",
+    "Farmers harvested wheat before the storm.",
+]
 
 
 def free_port() -> int:
@@ -232,6 +247,30 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     page.get_by_text("2 of 2 runs.").wait_for()
     no_errors(page, "Runs")
     shots.append(shoot(page, "5_runs"))
+
+    # Demo, search mode on pasted documents: the query comes from the link, only it is encoded live.
+    page.goto(f"{server}/Demo?corpus=Paste+documents&q=someone+plays+a+guitar")
+    settle(page)
+    page.get_by_label("One document per line (kept in memory only)").fill("\n".join(DEMO_DOCS))
+    page.keyboard.press("Control+Enter")
+    page.locator('[data-testid="stMetric"]').filter(has_text="Shared documents").wait_for()
+    settle(page)
+    no_errors(page, "Demo search")
+    assert page.locator('[data-testid="stMetric"]').filter(has_text="Query latency").count() == 2
+    assert "a=default" in page.url and "b=default" in page.url  # both sub-models are in the link
+    shots.append(shoot(page, "6_demo"))
+
+    # Demo, sentence-pair mode restored from a link: one similarity per cell of the whole grid.
+    page.goto(f"{server}/Demo?mode=Sentence+pair&s1=A+man+plays+a+guitar.&s2=Someone+plays+an+instrument.")
+    settle(page)
+    page.locator('[data-testid="stMetric"]').filter(has_text="Full model (6, 384)").wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    no_errors(page, "Demo sentence pair")
+
+    open_page(page, "Train")
+    page.get_by_role("button", name="Start training").wait_for()
+    no_errors(page, "Train")
+    shots.append(shoot(page, "7_train"))
 
     assert all(p.stat().st_size > 10_000 for p in shots)
     if os.environ.get("MLAB_UPDATE_SCREENSHOTS") == "1":

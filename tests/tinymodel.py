@@ -44,3 +44,12 @@ def build_tiny_checkpoint(
     model = SentenceTransformer(modules=modules, device="cpu")
     model.save(str(folder))
     return folder
+
+
+def wide_checkpoint(workdir: Path) -> Path:
+    """A random-weight 1-layer x 384 BERT in ``workdir/wide-1x384`` (built once): the default model's
+    width, so benchmarks stream the same bytes per layer to disk in a fraction of its encoding time."""
+    folder = workdir / "wide-1x384"
+    if not folder.exists():
+        build_tiny_checkpoint(folder, layers=1, hidden=384)
+    return folder

@@ -313,6 +313,7 @@ def _upload_outcome(data: bytes, filename: str) -> tuple[datasets.DatasetSpec | 
     return spec, error, before, tree(box), box
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # the generator writes duplicates on purpose
 @settings(FAST, max_examples=800)
 @given(zip_uploads())
 def test_zip_upload_refuses_traversal_links_and_leaves_nothing_behind(case: tuple[bytes, bool]) -> None:
