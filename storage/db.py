@@ -78,6 +78,8 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
+        if all(type(v) is str for v in value):  # fast path: item ids, one list per stored cell
+            return list(value)
         return [_json_ready(v) for v in value]
     if isinstance(value, str | int | bool) or value is None:
         return value

@@ -11,6 +11,7 @@ float32 values with their item ids as a JSON list.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -23,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import psutil
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -168,6 +169,19 @@ def _plain_json(value: Any) -> Any:
     return json.loads(json_dumps(value))
 
 
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(
+    dialect: str, table: Table, key: tuple[str, ...], update_columns: tuple[str, ...]
+) -> Any:
+    """The INSERT ... ON CONFLICT DO UPDATE statement of a table, built once (a cell stores several)."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: stmt.excluded[name] for name in update_columns},
+    )
+
+
 def _upsert(
     s: Session,
     model: type[Any],
@@ -180,13 +194,7 @@ def _upsert(
         return
     dialect = s.get_bind().dialect.name
     if dialect in {"sqlite", "postgresql"}:
-        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        stmt = insert(model)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(key),
-            set_={name: stmt.excluded[name] for name in update_columns},
-        )
-        s.execute(stmt, list(rows))
+        s.execute(_upsert_statement(dialect, model.__table__, tuple(key), tuple(update_columns)), list(rows))
         return
     for row in rows:  # portable fallback for other databases
         existing = s.scalars(select(model).filter_by(**{k: row[k] for k in key})).one_or_none()
