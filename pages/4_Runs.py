@@ -93,9 +93,9 @@ state.bind_widget("runs_detail", None, ids, ids[0])
 by_id = {r.id: r for r in shown}
 
 
-def run_label(i: int) -> str:
+def run_label(i: int) -> str:  # no status: a keyed selectbox keeps its first labels (see pages/6_Train.py)
     r = by_id[i]
-    return f"#{i} {names.get(r.checkpoint_fp, r.checkpoint_name)} on {r.dataset_name or '-'} ({r.status})"
+    return f"#{i} {r.kind} of {names.get(r.checkpoint_fp, r.checkpoint_name)} on {r.dataset_name or '-'}"
 
 
 run = by_id[st.selectbox("Run", ids, key="runs_detail", format_func=run_label)]

@@ -101,8 +101,9 @@ if st.session_state.get("train_job_select") not in by_id:
     st.session_state["train_job_select"] = (
         st.session_state["train_job"] if st.session_state["train_job"] in by_id else all_jobs[0].id
     )
-chosen = st.selectbox("Job", list(by_id), key="train_job_select",
-                      format_func=lambda i: f"{i} ({by_id[i].status})")  # fmt: skip
+# No status in the option labels: Streamlit keeps a keyed selectbox's first labels in the browser, so
+# a changing status would show stale there; the panel below shows the live status.
+chosen = st.selectbox("Job", list(by_id), key="train_job_select")
 st.session_state["train_job"] = chosen
 
 
