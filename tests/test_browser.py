@@ -4,7 +4,8 @@ The lab (``tests/pagedata.build_showcase_lab``): ``default`` (all-MiniLM-L6-v2) 
 (the same weights with CLS pooling), each with its full 6 x 6 grid on the first 200 pairs of STS-B test
 ("stsb-test-sample"). The test opens every page, moves the Explore layer slider with the keyboard and
 checks that the selected cell's numbers change to the database's, runs a live Demo search on pasted
-documents and a sentence pair restored from a link, and saves a screenshot of each page
+documents and a sentence pair restored from a link, trains a 3-step Starbucks checkpoint from the
+Train page (through a page reload), and saves a screenshot of each page
 under ``test-artifacts/screenshots/`` (copied to ``docs/screenshots/`` when ``MLAB_UPDATE_SCREENSHOTS=1``).
 
 Chromium must be at ``/usr/bin/chromium`` (Debian packages chromium and chromium-driver, installed by
@@ -47,6 +48,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 1000}
 WAIT_MS = 60_000
+TRAIN_WAIT_MS = 240_000  # loading the base model, 3 steps, saving and registering
 DEMO_DOCS = [
     "A man is playing a guitar on stage.",
     "The orchestra tuned their violins before the concert.",
@@ -267,10 +269,25 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     page.locator(".js-plotly-plot").first.wait_for()
     no_errors(page, "Demo sentence pair")
 
+    # Train: a real (tiny) Starbucks run in the background; it survives a reload and gets registered.
     open_page(page, "Train")
-    page.get_by_role("button", name="Start training").wait_for()
     no_errors(page, "Train")
+    for label, value in (("Max steps", "3"), ("Batch size", "8")):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Enter")
+        settle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Training jobs").wait_for()
+    page.reload()  # the job runs in its own process: a reload only re-reads its progress files
+    settle(page)
+    page.get_by_text("Saved and registered:").wait_for(timeout=TRAIN_WAIT_MS)
+    settle(page)
+    no_errors(page, "Train after the run")
     shots.append(shoot(page, "7_train"))
+    with db.init_db(showcase.database_url)() as s:
+        trained = [c for c in repository.list_checkpoints(s) if c.kind == "local" and "starbucks" in c.name]
+    assert len(trained) == 1, "the trained checkpoint is registered in the database"
 
     assert all(p.stat().st_size > 10_000 for p in shots)
     if os.environ.get("MLAB_UPDATE_SCREENSHOTS") == "1":
