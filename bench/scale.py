@@ -213,7 +213,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "# Corpus encoding at scale: local engine vs Ray",
         "",
         f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `python bench/scale.py "
-        f"--docs {args.docs} --checkpoint {args.checkpoint_label.split()[0]} --engines {','.join(args.engines)}`.",
+        f"--docs {args.docs} --checkpoint {args.checkpoint_given} --engines {','.join(args.engines)}`.",
         f"Checkpoint: {args.checkpoint_label}.",
         f"Machine: {info['cpu']}, {info['cores']} logical cores; torch {info['torch']}, "
         f"sentence-transformers {info['sentence-transformers']}, ray {info['ray']}.",
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(args)))
         return 0
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    args.checkpoint_label = args.checkpoint
+    args.checkpoint_given = args.checkpoint_label = args.checkpoint
     if args.checkpoint == WIDE:  # children load the folder built here once
         from tests.tinymodel import wide_checkpoint
 
