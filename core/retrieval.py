@@ -41,7 +41,7 @@ TIE_MARGIN = 8  # extra hits fetched beyond k so boundary ties can be ordered wi
 
 # faiss 1.15 scores flat indexes with its own SIMD loop while n_queries * dim < 128,000 (at dim 384:
 # under 334 queries) and with BLAS sgemm above that. Measured on this 2-core machine (1M x 384 corpus):
-# BLAS is 10x faster from 8 queries on (100 queries: 0.50 s vs 6.0 s) and equal within noise for 1-4,
+# BLAS is 4-12x faster from 8 queries on (100 queries: 0.50 s vs 6.0 s) and equal within noise for 1-4,
 # at every dim from 32 to 384; so flat inner-product search always goes through BLAS.
 BLAS_THRESHOLD = 0
 faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD

@@ -278,7 +278,7 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
         field.press("Enter")
         settle(page)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Training jobs").wait_for()
+    page.locator('[data-testid="stProgress"]').first.wait_for()  # the job's panel: it has started
     page.reload()  # the job runs in its own process: a reload only re-reads its progress files
     settle(page)
     page.get_by_text("Saved and registered:").wait_for(timeout=TRAIN_WAIT_MS)

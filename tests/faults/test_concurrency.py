@@ -95,7 +95,7 @@ def _run_two(tmp_path: Path, args_a: list[str], args_b: list[str]) -> tuple[Path
         support.start_cli(args_b, env, tmp_path / "b.log"),
     ]
     try:
-        _wait_until_blocked(procs)
+        assert _wait_until_blocked(procs), "the two writers never waited on the write lock together"
         lock.execute("ROLLBACK")
         lock.close()
         codes = [p.wait(timeout=600) for p in procs]
@@ -111,8 +111,8 @@ def _run_two(tmp_path: Path, args_a: list[str], args_b: list[str]) -> tuple[Path
     return database, reader, logs
 
 
-def _wait_until_blocked(procs: list, max_wait_s: float = 20.0) -> None:
-    """Wait until every process has used no CPU for a second (blocked on the lock), at most max_wait_s."""
+def _wait_until_blocked(procs: list, max_wait_s: float = 60.0) -> bool:
+    """Wait until every process has used no CPU for a second (blocked on the lock); False after max_wait_s."""
     import psutil
 
     handles = [psutil.Process(p.pid) for p in procs]
@@ -126,8 +126,9 @@ def _wait_until_blocked(procs: list, max_wait_s: float = 20.0) -> None:
         time.sleep(1.0)
         now = cpu()
         if all(b - a < 0.05 for a, b in zip(last, now, strict=True)):
-            return
+            return True
         last = now
+    return False
 
 
 def _assert_clean(database: Path, reader: AppReader, logs: list[str]) -> None:
@@ -136,10 +137,11 @@ def _assert_clean(database: Path, reader: AppReader, logs: list[str]) -> None:
     assert reader.errors == [] and reader.polls > 0
     assert reader.counts == sorted(reader.counts)  # rows only ever appear
     assert support.consistency_problems(database) == []
-    runs = support.query(database, "SELECT status, started_at, ended_at FROM runs")
-    assert {r[0] for r in runs} == {"completed"} and len(runs) == 2
-    (_, start_a, end_a), (_, start_b, end_b) = runs
-    assert max(start_a, start_b) < min(end_a, end_b)  # the two runs really wrote at the same time
+    # Both processes were writers at once: _run_two saw both blocked on the write lock together. Their
+    # runs need not overlap in time afterwards: SQLite's lock is not fair (a waiter sleeps in its busy
+    # handler while the holder may take the lock again), so one may finish before the other begins.
+    runs = support.query(database, "SELECT status FROM runs")
+    assert [r[0] for r in runs] == ["completed", "completed"]
 
 
 def test_two_writers_on_different_grids_lose_no_row(tinies: tuple[Path, Path], tmp_path: Path) -> None:
