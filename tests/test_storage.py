@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -469,6 +471,23 @@ def test_two_processes_write_at_once_without_lock_errors(
     with registered() as s:
         frame = repository.results_frame(s, metric="m")
     assert len(frame) == 80
+
+
+def test_wal_switch_waits_for_a_writer_on_a_fresh_database(tmp_path: Path) -> None:
+    """SQLite refuses ``journal_mode = WAL`` at once (no busy wait) while another connection writes to a
+    fresh rollback-journal file: the race of two processes creating one database. The lab retries."""
+    path = str(tmp_path / "fresh.sqlite3")
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE t (x)")
+    other = sqlite3.connect(path, isolation_level=None, timeout=5)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("PRAGMA journal_mode = WAL")  # SQLite's own answer, before any waiting
+    release = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
+    release.start()
+    db._set_wal(other.cursor())
+    release.join()
+    assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_two_processes_initialise_a_fresh_database_at_once(db_url: str) -> None:
