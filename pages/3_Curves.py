@@ -6,44 +6,34 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import insight_views, nav, pickers, resources, state
+from ui import guards, insight_views, pickers, resources, state
 
-state.init_page("curves", {"log_x": False, "show_grid": True})
-st.title("Accuracy vs cost")
+TITLE = "Accuracy vs cost"
 
+# ---- sidebar inputs
 records = resources.checkpoints()
-if not records:
-    st.info(
-        "Nothing is evaluated yet. First evaluate the default grid on the Home page.", icon=":material/info:"
-    )
-    nav.link(nav.HOME, "Go to Home", icon=":material/home:")
-    st.stop()
-
+guards.need_checkpoints(records, TITLE)
 choice = pickers.dataset(resources.dataset_choices(), "curves_dataset")
 frames = {r.fingerprint: resources.results(r.fingerprint, choice.fingerprint) for r in records}
-refs = pickers.checkpoint_refs(records)
-with_results = [ref for ref, r in refs.items() if not frames[r.fingerprint].empty]
-if not with_results:
-    st.info(
-        f"No checkpoint has results on **{choice.name}** yet: evaluate a grid on the Explore page "
-        "(or the default grid on Home), then come back.",
-        icon=":material/info:",
-    )
-    nav.link(nav.EXPLORE, "Go to Explore", icon=":material/grid_on:")
-    st.stop()
-
+with_results = [ref for ref, r in pickers.checkpoint_refs(records).items() if not frames[r.fingerprint].empty]
+guards.need_results(with_results, choice.name, TITLE)
 chosen = pickers.checkpoints(records, "curves_checkpoints", with_results)
+both = pd.concat([frames[r.fingerprint] for r in chosen], ignore_index=True) if chosen else pd.DataFrame()
+metric = pickers.metric(choice.kind, both, "curves_metric")
+stored_precisions = [p for p in submodels.PRECISIONS if p in set(both.get("precision", ()))] or ["float32"]
+state.bind_multi("curves_precisions", None, stored_precisions, [state.get("precision") or "float32"])
+precisions = st.sidebar.multiselect("Precisions", stored_precisions, key="curves_precisions")
+
+# ---- title
+st.title(TITLE)
+
+# ---- state
+state.init_page("curves", {"log_x": False, "show_grid": True})
 if not chosen:
     st.info("Pick at least one checkpoint in the sidebar.", icon=":material/info:")
     st.stop()
 names = pickers.short_names(chosen)
-frame = pd.concat([frames[r.fingerprint] for r in chosen], ignore_index=True)
-frame["checkpoint"] = frame["checkpoint_fp"].map(names)
-metric = pickers.metric(choice.kind, frame, "curves_metric")
-stored_precisions = [p for p in submodels.PRECISIONS if p in set(frame["precision"])] or ["float32"]
-state.bind_multi("curves_precisions", None, stored_precisions, [state.get("precision") or "float32"])
-precisions = st.sidebar.multiselect("Precisions", stored_precisions, key="curves_precisions")
-
+frame = both.assign(checkpoint=both["checkpoint_fp"].map(names))
 diagonals = {r.fingerprint: submodels.default_diagonal(r.num_layers, r.embedding_dim) for r in chosen}
 points = views.curve_points(frame, metric, diagonals, precisions or stored_precisions)
 points = views.with_measured_costs(
@@ -51,6 +41,7 @@ points = views.with_measured_costs(
 )
 axes = {axis.column: axis for axis in views.cost_axes(points)}
 
+# ---- render
 left, middle, right = st.columns([2, 1, 1], vertical_alignment="bottom")
 state.bind_widget("curves_x", None, list(axes), "bytes_per_vector")
 x = left.selectbox("Cost (x axis)", list(axes), key="curves_x", format_func=lambda c: axes[c].label)
@@ -58,14 +49,13 @@ log_x = middle.toggle("Log x", key="curves_log_x")
 show_grid = right.toggle("Whole grid", key="curves_show_grid", help="Off: only the diagonal pairs.")
 axis = axes[x]
 shown = points if show_grid else points[points["on_diagonal"].astype(bool)]
-front = views.pareto_front(shown, axis.column, cost_lower_is_better=axis.lower_is_better)
-
 if shown.empty:
     st.info(
         "No points to show: turn on 'Whole grid' or evaluate the diagonal cells on Explore.",
         icon=":material/info:",
     )
     st.stop()
+front = views.pareto_front(shown, axis.column, cost_lower_is_better=axis.lower_is_better)
 fig = figures.cost_curve(shown, axis.column, x_label=axis.label, metric=metric, front=front, log_x=log_x)
 insight_views.paper_overlay(fig, choice.name, metric, axis.column)  # published points, on request
 st.plotly_chart(

@@ -4,33 +4,31 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pandas as pd
 import streamlit as st
 
-from core import settings, views
-from storage.repository import RESUMABLE_STATUSES
-from ui import actions, errors, nav, pickers, resources, state
+from core import views
+from ui import guards, pickers, resources, runs_widgets, state
 
-state.init_page("runs", {"confirm_delete": None, "message": None})
-st.title("Runs")
+TITLE = "Runs"
 
+# ---- sidebar inputs: none (the filters sit above the table)
 all_runs = resources.runs()
-if not all_runs:
-    st.info(
-        "No runs yet. Evaluate the default grid on the Home page; each evaluation is recorded here.",
-        icon=":material/info:",
-    )
-    nav.link(nav.HOME, "Go to Home", icon=":material/home:")
-    st.stop()
+guards.need_runs(len(all_runs), TITLE)
+
+# ---- title
+st.title(TITLE)
+
+# ---- state
+state.init_page("runs", {"confirm_delete": None, "message": None})
 if st.session_state["runs_message"]:
     st.success(st.session_state["runs_message"])
     st.session_state["runs_message"] = None
+names = pickers.short_names(resources.checkpoints())
 
-# ---- filter
+# ---- render: filter, table
 left, middle, right = st.columns(3)
 statuses = sorted({r.status for r in all_runs})
 status = left.multiselect("Status", statuses, key="runs_status", placeholder="any status")
-names = pickers.short_names(resources.checkpoints())
 ckpts = sorted({names.get(r.checkpoint_fp, r.checkpoint_name) for r in all_runs})
 ckpt = middle.selectbox("Checkpoint", ["(any)", *ckpts], key="runs_checkpoint")
 dsets = sorted({r.dataset_name or "" for r in all_runs})
@@ -42,9 +40,8 @@ shown = [
     and ckpt in ("(any)", names.get(r.checkpoint_fp, r.checkpoint_name))
     and dset in ("(any)", r.dataset_name or "")
 ]
-table = views.runs_table(shown, now=datetime.now(UTC), names=names)
 st.dataframe(
-    table,
+    views.runs_table(shown, now=datetime.now(UTC), names=names),
     hide_index=True,
     key="runs_table",
     column_config={
@@ -63,31 +60,10 @@ if any(r.status == "running" for r in all_runs) and st.button(
 if not shown:
     st.stop()
 
-# ---- export results of selected runs
 st.subheader("Export results")
 ids = [r.id for r in shown]
-state.bind_multi("runs_selected", None, ids, ids)
-selected = st.multiselect("Runs to export", ids, key="runs_selected", format_func=lambda i: f"#{i}")
-export = (
-    pd.concat([resources.results(run_id=i) for i in selected], ignore_index=True)
-    if selected
-    else pd.DataFrame()
-)
-if export.empty:
-    st.caption("The selected runs hold no results (yet).")
-else:
-    st.caption(
-        f"{len(export)} stored values from {len(selected)} runs (a cell re-evaluated later belongs to the later run)."
-    )
-    csv_col, json_col, _ = st.columns([1, 1, 4])
-    csv_col.download_button(
-        "Download CSV", views.export_csv(export), "results.csv", "text/csv", key="runs_export_csv"
-    )
-    json_col.download_button(
-        "Download JSON", views.export_json(export), "results.json", "application/json", key="runs_export_json"
-    )
+runs_widgets.export_section(ids)
 
-# ---- one run: provenance, resume, delete
 st.subheader("One run")
 state.bind_widget("runs_detail", None, ids, ids[0])
 by_id = {r.id: r for r in shown}
@@ -98,40 +74,4 @@ def run_label(i: int) -> str:  # no status: a keyed selectbox keeps its first la
     return f"#{i} {r.kind} of {names.get(r.checkpoint_fp, r.checkpoint_name)} on {r.dataset_name or '-'}"
 
 
-run = by_id[st.selectbox("Run", ids, key="runs_detail", format_func=run_label)]
-st.markdown(
-    f"**#{run.id}** {run.kind} of **{names.get(run.checkpoint_fp, run.checkpoint_name)}** on "
-    f"**{run.dataset_name or '-'}**: {run.status}, {run.cells_done}/{run.cells_total} cells."
-)
-if run.error_text:
-    st.caption(f"Error: {run.error_text}")
-with st.expander("Provenance and parameters"):
-    where = (
-        {} if settings.read_only() else {"checkpoint": run.checkpoint_name, "pid": run.pid, "host": run.host}
-    )
-    st.json({**where, "params": run.params, "provenance": run.provenance})
-
-resumable = run.status in RESUMABLE_STATUSES and run.kind == "evaluate"
-buttons = iter(st.columns([1, 1, 3]))
-if resumable and next(buttons).button(f"Resume run #{run.id}", key="runs_resume", type="primary"):
-    with errors.user_errors(f"resuming run #{run.id}"):
-        report = actions.resume_run(run)
-        st.session_state["runs_message"] = (
-            f"Run #{run.id}: {report.computed} cells computed, {report.reused} reused."
-        )
-        st.rerun()
-if not settings.read_only():
-    if next(buttons).button(f"Delete run #{run.id}", key="runs_delete"):
-        st.session_state["runs_confirm_delete"] = run.id
-    if st.session_state["runs_confirm_delete"] == run.id:
-        st.warning(f"Delete run #{run.id} and the {len(resources.results(run_id=run.id))} values it stored?")
-        yes, no = st.columns(2)
-        if yes.button("Yes, delete", key="runs_delete_yes", type="primary"):
-            with errors.user_errors(f"deleting run #{run.id}"):
-                actions.delete_run(run.id)
-                st.session_state["runs_confirm_delete"] = None
-                st.session_state["runs_message"] = f"Deleted run #{run.id}."
-                st.rerun()
-        if no.button("Cancel", key="runs_delete_no"):
-            st.session_state["runs_confirm_delete"] = None
-            st.rerun()
+runs_widgets.run_details(by_id[st.selectbox("Run", ids, key="runs_detail", format_func=run_label)], names)

@@ -10,9 +10,7 @@ import streamlit as st
 from core import datasets, demo, figures, submodels
 from ui import demo_widgets, errors, resources, state
 
-state.init_page("demo", {"docs": "", "mode": "Search"})
-st.title("Demo: what a smaller sub-model gives up, and what it saves")
-
+# ---- sidebar inputs
 try:  # A: the full model; B: the second Starbucks pair of its checkpoint, e.g. (2, 64) of 6 x 384
     model_a = demo_widgets.model_picker("a", "Sub-model A")
     model_b = demo_widgets.model_picker("b", "Sub-model B", default_step=1)
@@ -20,21 +18,27 @@ except Exception as exc:
     errors.show(exc, "loading the sub-models")
     st.stop()
 
+# ---- title
+st.title("Demo: what a smaller sub-model gives up, and what it saves")
+
+# ---- state
+state.init_page("demo", {"docs": "", "mode": "Search"})
 url_mode = state.url_value("mode")
 if url_mode in ("Search", "Sentence pair"):
     st.session_state["demo_mode"] = url_mode
+
+# ---- render
 mode = st.radio(
     "Mode", ["Search", "Sentence pair"], key="demo_mode", horizontal=True, label_visibility="collapsed"
 )
-state.publish("mode", mode)
-
+state.show_in_url("mode", mode)
 if mode == "Search":
     choices = {c.name: c.spec for c in resources.dataset_choices() if c.kind == datasets.RETRIEVAL and c.spec}
     options = [*choices, "Paste documents"]
     url_corpus = state.url_value("corpus")
     state.bind_widget("demo_corpus", None, options, url_corpus if url_corpus in options else options[0])
     corpus_name = st.selectbox("Documents", options, key="demo_corpus")
-    state.publish("corpus", corpus_name)
+    state.show_in_url("corpus", corpus_name)
     corpus: demo.DemoCorpus | None = None
     with errors.user_errors(f"documents {corpus_name!r}"):
         if corpus_name == "Paste documents":
@@ -52,7 +56,7 @@ if mode == "Search":
         st.selectbox("Example queries from the dataset", examples, key="demo_example", on_change=use_example)
     demo_widgets.seed_text("q", "demo_query")
     query = st.text_input("Query", key="demo_query", placeholder="Type a query and press Enter")
-    state.publish("q", query.strip() or None)
+    state.show_in_url("q", query.strip() or None)
     if corpus is None or not query.strip():
         st.info("Pick documents and type a query to see both top-10 lists.", icon=":material/search:")
         st.stop()
@@ -64,25 +68,7 @@ if mode == "Search":
     with errors.user_errors(f"searching {corpus.name}"):
         both = demo.side_by_side(model_a, model_b, corpus, query, progress=progress)
         bar.empty()
-        overlap = st.columns(3)
-        overlap[0].metric("Shared documents", f"{both.overlap.shared} / {len(both.a.hits)}")
-        overlap[1].metric("Jaccard", f"{both.overlap.jaccard:.2f}")
-        overlap[2].metric(
-            "Rank-biased overlap", f"{both.overlap.rbo:.2f}", help="p = 0.9; 1 = identical rankings"
-        )
-        for i, (column, result) in enumerate(zip(st.columns(2, gap="large"), (both.a, both.b), strict=True)):
-            column.subheader(result.model.label)
-            cost = column.columns(3)
-            cost[0].metric("Query latency", f"{result.latency_ms:.1f} ms",
-                           help=f"encode {result.encode_ms:.1f} ms + search {result.search_ms:.2f} ms")  # fmt: skip
-            cost[1].metric("Bytes per vector", f"{result.bytes_per_vector:,}")
-            cost[2].metric(
-                "Index", f"{result.index_bytes / 1e6:.2f} MB", help=f"{result.corpus_size:,} documents"
-            )
-            column.dataframe(demo.hits_table(result), hide_index=True, key=f"demo_hits_{i}",
-                             column_config={"score": st.column_config.NumberColumn(format="%.4f")})  # fmt: skip
-        st.caption("✓ grade: judged relevant in the dataset's qrels; ✗: not judged relevant. Latency is measured "
-                   "live: the query is encoded by a copy truncated to the sub-model's layers.")  # fmt: skip
+        demo_widgets.search_results(both)
 else:
     pair_precision = st.radio(
         "Precision", ["float32", "float16", "binary"], key="demo_pair_prec", horizontal=True
@@ -92,8 +78,8 @@ else:
     left, right = st.columns(2)
     s1 = left.text_input("Sentence 1", key="demo_s1", placeholder="A man is playing a guitar.")
     s2 = right.text_input("Sentence 2", key="demo_s2", placeholder="Someone plays an instrument.")
-    state.publish("s1", s1.strip() or None)
-    state.publish("s2", s2.strip() or None)
+    state.show_in_url("s1", s1.strip() or None)
+    state.show_in_url("s2", s2.strip() or None)
     if not s1.strip() or not s2.strip():
         st.info(
             "Type two sentences to see their similarity at every (layers, dims) cell.",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import figures, settings, submodels
+from core import settings, submodels
 from core.training import METHODS, TrainConfig, jobs, parse_pairs
-from ui import errors, nav, pickers, resources, state
+from ui import errors, pickers, resources, state, train_widgets
 
 METHOD_HELP = {
     "starbucks": "fixed (layer, dim) pairs small to full, plus a KL term to the full model (Starbucks)",
@@ -107,31 +107,5 @@ chosen = st.selectbox("Job", list(by_id), key="train_job_select")
 st.session_state["train_job"] = chosen
 
 
-def job_panel(job_id: str, refreshing: bool) -> None:
-    """Progress, live loss chart and the Cancel button of one job (re-run every 2 s while it runs)."""
-    job = jobs.read_job(jobs.jobs_dir() / job_id)
-    request = job.request
-    st.caption(
-        f"{job.method} from {request.get('base', '?')} on {request.get('dataset', '?')} -> {job.output}"
-    )
-    total = job.total or "?"
-    st.progress(job.fraction, text=f"{job.status}: step {job.step} of {total}")
-    if job.losses:
-        st.plotly_chart(figures.training_loss_figure(job.losses), key="train_loss_chart")
-    if job.active:
-        if st.button("Cancel", key="train_cancel", icon=":material/stop:"):
-            jobs.cancel_job(job)
-            st.toast("Cancel requested: the job stops at its next step.")
-    elif job.status == "completed":
-        st.success(f"Saved and registered: {job.output}", icon=":material/check_circle:")
-        state.publish("checkpoint", job.output if job.method != "separate" else None)
-        nav.link(nav.EXPLORE, "Explore the new checkpoint", icon=":material/grid_on:")
-    else:
-        st.error(f"{job.status}: {job.error or 'no details'}", icon=":material/error:")
-    if refreshing and not job.active:
-        resources.bump()
-        st.rerun()
-
-
 running = by_id[chosen].active
-st.fragment(job_panel, run_every=2.0 if running else None)(chosen, running)
+st.fragment(train_widgets.job_panel, run_every=2.0 if running else None)(chosen, running)

@@ -7,12 +7,15 @@ Timings of redraws on cached results are printed (run with ``-s`` to see them), 
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -113,7 +116,8 @@ def test_fresh_database_home_shows_default_not_evaluated() -> None:
     assert {"stsb-test", "cranfield"} <= set(status["dataset"])
     assert at.button(key="home_evaluate").label == "Evaluate the default grid"
     assert at.selectbox(key="home_dataset").value == "stsb-test"
-    assert at.sidebar.text_input(key="home_checkpoint_text") is not None
+    assert at.sidebar.text_input(key="home_checkpoint_text").label == "Local folder or hub id"
+    assert at.sidebar.text_input(key="home_checkpoint_text").value == ""
 
 
 # ------------------------------------------------------------------------------ Home
@@ -218,8 +222,17 @@ def test_explore_shows_the_database_numbers_and_follows_the_sliders(lab: Lab) ->
     no_errors(at)
     assert metric_value(at, "cosine Spearman") == f"{value_of(frame, 1, 64):.4f}"
     assert at.query_params["layer"] == "1" and at.query_params["dim"] == "64"
-    heat = at.get("plotly_chart")[0]
-    assert heat is not None
+    heat = json.loads(at.get("plotly_chart")[0].proto.spec)  # the heatmap: the database's values
+    trace = heat["data"][0]
+    z = trace["z"]  # plotly ships arrays as base64 typed buffers
+    z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(
+        [int(n) for n in str(z["shape"]).split(",")]
+    )
+    row, col = list(trace["y"]).index("1"), list(trace["x"]).index("64")
+    assert z[row, col] == pytest.approx(value_of(frame, 1, 64), abs=1e-9)
+    selected = [s for s in heat["layout"]["shapes"] if s["line"]["dash"] == "solid"]  # red box: the selection
+    assert len(selected) == 1
+    assert selected[0]["x0"] < col < selected[0]["x1"] and selected[0]["y0"] < row < selected[0]["y1"]
 
     at.selectbox(key="explore_metric").set_value("cosine_pearson").run()
     assert metric_value(at, "cosine Pearson") == f"{value_of(frame, 1, 64, 'cosine_pearson'):.4f}"
@@ -249,7 +262,18 @@ def test_explore_offers_to_evaluate_a_checkpoint_without_results(lab: Lab, tmp_p
     assert "no float32 results on **other-sts**" in at.info[0].value
     at.button(key="explore_evaluate").click().run()
     no_errors(at)
-    assert at.slider(key="explore_layer").value in (1, 2, 3) and at.metric
+    diagonal = submodels.default_diagonal(3, 48)
+    layer, dim = diagonal[len(diagonal) // 2]  # the grid is now stored: the middle pair is selected
+    assert (at.slider(key="explore_layer").value, at.select_slider(key="explore_dim_snap").value) == (
+        layer,
+        dim,
+    )
+    with db.init_db()() as s:
+        fp = repository.get_checkpoint(s, str(lab.checkpoints["tiny-3x48"])).fingerprint  # type: ignore[union-attr]
+        frame = repository.results_frame(s, checkpoint_fp=fp)
+    frame = frame[frame["dataset"] == "other-sts"]
+    assert len(views.cells_of(frame, "cosine_spearman")) == 3 * len(views.default_grid_dims(3, 48))
+    assert metric_value(at, "cosine Spearman") == f"{value_of(frame, layer, dim):.4f}"
 
 
 def test_switching_checkpoint_and_slider_on_cached_results_is_fast(lab: Lab) -> None:
@@ -343,7 +367,10 @@ def test_runs_table_matches_the_database_and_delete_asks_first(lab: Lab) -> None
     assert table["id"].tolist() == [r.id for r in runs]
     assert table["cells"].tolist() == [f"{r.cells_done}/{r.cells_total}" for r in runs]
     assert set(table["status"]) == {"completed"}
-    assert at.download_button(key="runs_export_csv") is not None
+    assert at.download_button(key="runs_export_csv").label == "Download CSV"
+    with db.init_db()() as s:
+        n_values = sum(len(repository.results_frame(s, run_id=r.id)) for r in runs)
+    assert f"{n_values} stored values from {len(runs)} runs" in " ".join(c.value for c in at.caption)
 
     victim = runs[0].id
     at.selectbox(key="runs_detail").set_value(victim).run()

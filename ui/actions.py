@@ -1,5 +1,5 @@
 """Actions the pages trigger: evaluate a grid with a progress bar, register checkpoints and datasets,
-delete and resume runs. Each calls core/storage, invalidates the cached reads and returns plain values;
+delete and resume runs. Each calls core (storage only through ``core.lab``), invalidates the cached reads and returns plain values;
 errors propagate to the caller (wrap calls in ``ui.errors.user_errors``).
 """
 
@@ -13,7 +13,8 @@ import streamlit as st
 
 from core import checkpoints, datasets, evaluate, registry, settings, submodels, views
 from core.evaluate import GridReport
-from storage import repository
+from core.lab import queries
+from core.lab.queries import CheckpointRecord, DatasetRecord, RunRecord
 from ui import errors, resources
 
 PHASE_LABELS = {"encode": "Encoding texts", "score": "Scoring cells"}
@@ -54,12 +55,12 @@ def evaluate_with_progress(
     return report
 
 
-def checkpoint_name(record: repository.CheckpointRecord) -> str:
+def checkpoint_name(record: CheckpointRecord) -> str:
     """What ``checkpoints.load`` takes for a stored checkpoint (default, folder path or hub id@rev)."""
     return record.name
 
 
-def register_checkpoint(text: str) -> repository.CheckpointRecord:
+def register_checkpoint(text: str) -> CheckpointRecord:
     """Load (validate, fingerprint, describe) a checkpoint and store its description."""
     record = registry.register_checkpoint(text, resources.session_factory())
     resources.bump()
@@ -71,14 +72,14 @@ def _friendly_name(spec: datasets.DatasetSpec) -> str:
     return f"{path.parent.name}/{path.stem}" if spec.kind == datasets.STS else path.name
 
 
-def register_dataset(spec: datasets.DatasetSpec) -> repository.DatasetRecord:
+def register_dataset(spec: datasets.DatasetSpec) -> DatasetRecord:
     """Validate (load) a dataset and store its description."""
     record = registry.register_dataset(spec, resources.session_factory())
     resources.bump()
     return record
 
 
-def register_dataset_path(text: str, split: str | None = None) -> repository.DatasetRecord:
+def register_dataset_path(text: str, split: str | None = None) -> DatasetRecord:
     """Register an STS .tsv file or a BEIR folder given by path."""
     settings.ensure_writable("registering a dataset")
     raw = text.strip()
@@ -90,7 +91,7 @@ def register_dataset_path(text: str, split: str | None = None) -> repository.Dat
     return register_dataset(spec)
 
 
-def register_upload(data: bytes, filename: str) -> repository.DatasetRecord:
+def register_upload(data: bytes, filename: str) -> DatasetRecord:
     """Store an uploaded STS .tsv or zipped BEIR folder under the lab's home and register it."""
     spec = datasets.save_upload(data, filename, settings.lab_home() / "datasets")
     return register_dataset(spec)
@@ -99,17 +100,15 @@ def register_upload(data: bytes, filename: str) -> repository.DatasetRecord:
 def delete_run(run_id: int) -> None:
     """Delete a run and the results it wrote."""
     settings.ensure_writable("deleting a run")
-    with resources.session_factory()() as s, s.begin():
-        repository.delete_run(s, run_id)
+    queries.delete_run(resources.session_factory(), run_id)
     resources.bump()
 
 
-def resume_run(run: repository.RunRecord) -> GridReport:
+def resume_run(run: RunRecord) -> GridReport:
     """Run an interrupted or failed evaluation again; stored cells are kept, the rest computed."""
     if run.kind != "evaluate":
         raise evaluate.EvaluationError(f"run {run.id} is a {run.kind} run; only evaluate runs resume here")
-    with resources.session_factory()() as s:
-        record = repository.get_checkpoint(s, run.checkpoint_fp)
+    record = queries.checkpoint(resources.session_factory(), run.checkpoint_fp)
     if record is None:
         raise evaluate.EvaluationError(f"run {run.id}: its checkpoint is no longer registered")
     choice = resources.dataset_by_fingerprint(run.dataset_fp)

@@ -74,7 +74,7 @@ def model_picker(prefix: str, title: str, default_step: int | None = None) -> de
     dim = side.select_slider("Dims", dims, key=dim_key) if len(dims) > 1 else dims[0]
     state.bind_widget(f"demo_{prefix}_prec", None, list(quantize.PRECISIONS), "float32")
     precision = side.selectbox("Precision", quantize.PRECISIONS, key=f"demo_{prefix}_prec")
-    state.publish(prefix, demo.format_model_param(ref, int(layer), int(dim), precision))
+    state.show_in_url(prefix, demo.format_model_param(ref, int(layer), int(dim), precision))
     return demo.DemoModel(refs[ref], int(layer), int(dim), precision)
 
 
@@ -83,3 +83,35 @@ def seed_text(url_key: str, widget_key: str) -> None:
     value = state.url_value(url_key)
     if value and not st.session_state.get(widget_key):
         st.session_state[widget_key] = value
+
+
+def search_results(both: demo.SideBySide) -> None:
+    """Overlap of the two top-10 lists, then each list with its latency, bytes and index size."""
+    overlap = st.columns(3)
+    overlap[0].metric("Shared documents", f"{both.overlap.shared} / {len(both.a.hits)}")
+    overlap[1].metric("Jaccard", f"{both.overlap.jaccard:.2f}")
+    overlap[2].metric(
+        "Rank-biased overlap", f"{both.overlap.rbo:.2f}", help="p = 0.9; 1 = identical rankings"
+    )
+    for i, (column, result) in enumerate(zip(st.columns(2, gap="large"), (both.a, both.b), strict=True)):
+        column.subheader(result.model.label)
+        cost = column.columns(3)
+        cost[0].metric(
+            "Query latency",
+            f"{result.latency_ms:.1f} ms",
+            help=f"encode {result.encode_ms:.1f} ms + search {result.search_ms:.2f} ms",
+        )
+        cost[1].metric("Bytes per vector", f"{result.bytes_per_vector:,}")
+        cost[2].metric(
+            "Index", f"{result.index_bytes / 1e6:.2f} MB", help=f"{result.corpus_size:,} documents"
+        )
+        column.dataframe(
+            demo.hits_table(result),
+            hide_index=True,
+            key=f"demo_hits_{i}",
+            column_config={"score": st.column_config.NumberColumn(format="%.4f")},
+        )
+    st.caption(
+        "✓ grade: judged relevant in the dataset's qrels; ✗: not judged relevant. Latency is measured "
+        "live: the query is encoded by a copy truncated to the sub-model's layers."
+    )

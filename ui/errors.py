@@ -1,36 +1,42 @@
-"""Error display: user mistakes become one ``st.error`` line naming the bad input, never a traceback.
+"""Error display: a user mistake is one ``st.error`` line naming the bad input; anything else is a bug.
 
-Every user-facing error of the engine is a ``ValueError`` subclass whose message names the input
-(``CheckpointError``, ``DatasetError``, ``EvaluationError``, ``StorageError``, ``PrecisionError``) or
-the read-only ``PermissionError``; anything else is a bug: it is logged with its traceback on the
-server and shown as one line.
+User mistakes are the engine's user errors (``USER_ERRORS``): their message names the input. Every
+other exception, ``KeyError``/``IndexError``/``LookupError`` included, is a bug: it is logged with its
+traceback on the server and the page says so, with the traceback in a closed expander (left out in
+read-only demo mode, where the page never shows server paths).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
 
+from core import settings
 from core.settings import ReadOnlyError
 
 logger = logging.getLogger("mlab.ui")
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, ReadOnlyError, FileNotFoundError, LookupError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, ReadOnlyError, FileNotFoundError)
 
 
 def show(exc: BaseException, what: str = "") -> None:
-    """Show an exception as one error line, prefixed with what was being done."""
+    """Show an exception: a user error as one line, prefixed with what was being done; a bug in full."""
     prefix = f"{what}: " if what else ""
     if isinstance(exc, USER_ERRORS):
         st.error(f"{prefix}{exc}", icon=":material/error:")
         return
-    logger.exception("unexpected error%s", f" while {what}" if what else "", exc_info=exc)
+    logger.error("unexpected error%s", f" while {what}" if what else "", exc_info=exc)
     st.error(
-        f"{prefix}unexpected {type(exc).__name__}: {exc} (details are in the server log)",
+        f"{prefix}unexpected {type(exc).__name__}: {exc}. This is a bug in the lab, not a problem with "
+        "your input; the traceback is in the server log.",
         icon=":material/bug_report:",
     )
+    if not settings.read_only():
+        with st.expander("Traceback"):
+            st.code("".join(traceback.format_exception(exc)), language="text")
 
 
 @contextmanager

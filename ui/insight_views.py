@@ -21,7 +21,7 @@ import streamlit as st
 
 from core import datasets, figures, insight, reference, settings, significance, views
 from core.insight import CellRef
-from storage.repository import CheckpointRecord
+from core.lab.queries import CheckpointRecord
 from ui import errors, pickers, resources
 
 MARK_RESAMPLES = 2000

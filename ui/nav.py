@@ -1,8 +1,10 @@
-"""Page navigation: the page list of ``app.py`` and links between pages.
+"""Page navigation: the page list ``app.py`` hands to ``st.navigation``, and links between pages.
 
-``app.py`` builds ``st.navigation`` from its Home function and every ``pages/*.py`` file (numbered
-names give the order; pages added later by others appear without touching this module). Links go
-through ``link``, which falls back to bold text when a page runs on its own (as in a unit test).
+Every page is a file under ``pages/`` (numbered names give the order; pages added later appear without
+touching this module). ``0_Home.py`` is the default page (served at ``/``); the others are served at
+their name without the number (``1_Explore.py`` -> ``/Explore``): these paths are public, shared links
+use them. In read-only demo mode the pages that only write (Train) are left out of the navigation.
+Links go through ``link``, which falls back to bold text when a page runs on its own (a unit test).
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from streamlit.errors import StreamlitAPIException
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "pages"
-HOME = "app.py"
+HOME = "pages/0_Home.py"
 EXPLORE = "pages/1_Explore.py"
 COMPARE = "pages/2_Compare.py"
 CURVES = "pages/3_Curves.py"
 RUNS = "pages/4_Runs.py"
+DEMO = "pages/5_Demo.py"
+TRAIN = "pages/6_Train.py"
+HOME_URL_PATH = "home"  # the default page answers at "/"; its own path stays what it was
 ICONS: dict[str, str] = {
+    "0_Home.py": ":material/home:",
     "1_Explore.py": ":material/grid_on:",
     "2_Compare.py": ":material/compare:",
     "3_Curves.py": ":material/show_chart:",
@@ -28,16 +34,31 @@ ICONS: dict[str, str] = {
     "5_Demo.py": ":material/search:",
     "6_Train.py": ":material/model_training:",
 }
+WRITE_ONLY_PAGES = frozenset({"6_Train.py"})  # hidden in read-only demo mode
 
 
-def page_files() -> list[Path]:
-    """Every page file under ``pages/``, in file-name order."""
-    return sorted(p for p in PAGES_DIR.glob("*.py") if not p.name.startswith("_"))
+def page_files(read_only: bool = False) -> list[Path]:
+    """Every page file under ``pages/`` in file-name order (without write-only pages when read-only)."""
+    files = sorted(p for p in PAGES_DIR.glob("*.py") if not p.name.startswith("_"))
+    return [p for p in files if not (read_only and p.name in WRITE_ONLY_PAGES)]
 
 
-def page_objects() -> list[Any]:
+def page_objects(read_only: bool = False) -> list[Any]:
     """``st.Page`` objects of the page files (title and URL from the file name: 1_Explore -> Explore)."""
-    return [st.Page(str(p.relative_to(ROOT)), icon=ICONS.get(p.name)) for p in page_files()]
+    pages = []
+    for path in page_files(read_only):
+        relative = str(path.relative_to(ROOT))
+        if relative == HOME:
+            pages.append(st.Page(relative, title="Home", icon=ICONS[path.name], url_path=HOME_URL_PATH,
+                                 default=True))  # fmt: skip
+        else:
+            pages.append(st.Page(relative, icon=ICONS.get(path.name)))
+    return pages
+
+
+def icon_of(page: str) -> str | None:
+    """The navigation icon of a page path (``pages/1_Explore.py``)."""
+    return ICONS.get(Path(page).name)
 
 
 def link(page: str, label: str, icon: str | None = None, where: Any = None) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, metrics, submodels
-from storage.repository import CheckpointRecord
+from core.lab.queries import CheckpointRecord
 from ui import state
 from ui.resources import DatasetChoice
 

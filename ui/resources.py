@@ -1,5 +1,7 @@
 """Cached resources and reads: the session factory (``st.cache_resource``) and bounded ``st.cache_data``
-reads of checkpoints, datasets, runs and results.
+reads of checkpoints, datasets, runs and results, all through ``core.lab.queries`` (the UI never
+imports ``storage``). Cached functions only read; the one write a page visit makes (settling runs
+whose process died) happens outside the cache, in :func:`runs`.
 
 Every cached read is keyed by the database URL and a write generation: after any write made from the
 app (``bump()``), the next read sees it at once; writes by another process (the CLI) show up within
@@ -16,7 +18,8 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import datasets, settings
-from storage import db, repository
+from core.lab import queries
+from core.lab.queries import CheckpointRecord, RunRecord
 from ui import errors
 
 TTL_S = 30
@@ -36,7 +39,7 @@ def generation() -> int:
 
 @st.cache_resource(show_spinner=False)
 def _factory(url: str) -> sessionmaker[Session]:
-    return db.init_db(url)
+    return queries.open_store(url)
 
 
 def session_factory() -> sessionmaker[Session]:
@@ -45,7 +48,7 @@ def session_factory() -> sessionmaker[Session]:
     try:
         return _factory(url)
     except Exception as exc:
-        errors.show(exc, f"cannot open the results database {db.safe_url(url)}")
+        errors.show(exc, f"cannot open the results database {queries.safe_url(url)}")
         st.stop()
         raise  # unreachable: st.stop raises
 
@@ -54,12 +57,11 @@ def session_factory() -> sessionmaker[Session]:
 
 
 @st.cache_data(ttl=TTL_S, max_entries=8, show_spinner=False)
-def _checkpoints(url: str, gen: int) -> list[repository.CheckpointRecord]:
-    with _factory(url)() as s:
-        return repository.list_checkpoints(s)
+def _checkpoints(url: str, gen: int) -> list[CheckpointRecord]:
+    return queries.checkpoints(_factory(url))
 
 
-def checkpoints() -> list[repository.CheckpointRecord]:
+def checkpoints() -> list[CheckpointRecord]:
     """Every registered checkpoint."""
     session_factory()
     return _checkpoints(settings.database_url(), _generation)
@@ -69,8 +71,7 @@ def checkpoints() -> list[repository.CheckpointRecord]:
 def _results(
     url: str, gen: int, checkpoint_fp: str | None, dataset_fp: str | None, run_id: int | None
 ) -> pd.DataFrame:
-    with _factory(url)() as s:
-        return repository.results_frame(s, checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id)
+    return queries.results(_factory(url), checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id)
 
 
 def results(
@@ -82,15 +83,14 @@ def results(
 
 
 @st.cache_data(ttl=5, max_entries=8, show_spinner=False)
-def _runs(url: str, gen: int) -> list[repository.RunRecord]:
-    with _factory(url)() as s, s.begin():
-        repository.mark_interrupted_runs(s)
-        return repository.list_runs(s)
+def _runs(url: str, gen: int) -> list[RunRecord]:
+    return queries.runs(_factory(url))
 
 
-def runs() -> list[repository.RunRecord]:
-    """Every run, newest first (dead 'running' runs are marked interrupted first)."""
-    session_factory()
+def runs() -> list[RunRecord]:
+    """Every run, newest first (dead 'running' runs are marked interrupted first, uncached)."""
+    if queries.mark_interrupted_runs(session_factory()):
+        bump()
     return _runs(settings.database_url(), _generation)
 
 
@@ -126,9 +126,7 @@ def _dataset_choices(url: str, gen: int) -> list[DatasetChoice]:
         choices.append(DatasetChoice(spec.name, spec.kind, spec.split, fp, spec, True))
     known = {c.fingerprint for c in choices}
     names = {c.name for c in choices}
-    with _factory(url)() as s:
-        records = repository.list_datasets(s)
-    for record in records:
+    for record in queries.datasets(_factory(url)):
         if record.fingerprint in known:
             continue
         spec = datasets.DatasetSpec(record.name, record.kind, record.path, record.split)
@@ -160,16 +158,13 @@ def dataset_by_fingerprint(fingerprint: str | None) -> DatasetChoice | None:
 def _measured_costs(
     url: str, gen: int, checkpoint_fps: tuple[str, ...], dataset_fp: str | None
 ) -> pd.DataFrame:
-    from core import cost
-
-    with _factory(url)() as s:
-        return cost.cost_frame(s, list(checkpoint_fps), dataset_fp=dataset_fp)
+    return queries.measured_costs(_factory(url), checkpoint_fps, dataset_fp)
 
 
 def measured_costs(checkpoint_fps: list[str], dataset_fp: str | None = None) -> pd.DataFrame | None:
     """Measured cost columns for curves (``views.MEASURED_COST_AXES``) keyed by checkpoint_fp/layer/dim/precision.
 
-    From ``core.cost.cost_frame`` (``python -m core cost``): latency, throughput, FLOPs and params per layer
+    From ``core.cost.cost_frame`` (``python -m core cost`` or Curves' "Measure latency"): latency, throughput, FLOPs and params per layer
     from one machine configuration; index bytes and search time of ``dataset_fp``'s corpus when measured
     there. The Curves page offers them as x axes through ``views.with_measured_costs`` /
     ``views.cost_axes``. None when nothing is measured for these checkpoints.
@@ -177,3 +172,8 @@ def measured_costs(checkpoint_fps: list[str], dataset_fp: str | None = None) -> 
     session_factory()
     frame = _measured_costs(settings.database_url(), _generation, tuple(sorted(checkpoint_fps)), dataset_fp)
     return None if frame.empty else frame
+
+
+def safe_database_url() -> str:
+    """The results database URL with any password masked."""
+    return queries.safe_url(settings.database_url())

@@ -11,8 +11,10 @@ Shared keys (plain session-state values, never widget keys, so they survive page
 | ``precision`` | a precision | ``?precision=float32`` |
 
 On the first run of a session the URL wins (a shared link); afterwards session state wins and every
-page writes its values back to the URL. Page-specific knobs use keys prefixed with the page name
-(``explore_layer``) and may also be read from the URL once (``url_value("layer")``).
+page writes its values back to the URL (``publish``). Every other session-state key is prefixed with
+its page (``explore_cell``, ``demo_query``); a page value that also travels in the URL under its public
+name (``?layer=3``, ``?q=...``) is read from the URL once (``url_value("layer")``) and written back with
+``show_in_url`` only, never stored under the unprefixed name.
 
 Widgets own separate keys (``explore_checkpoint``); ``bind_widget`` seeds a widget from the shared
 value before it is drawn and ``publish`` copies the chosen value back, which avoids Streamlit's clean-up
@@ -27,7 +29,7 @@ from typing import Any
 import streamlit as st
 
 SHARED_KEYS: tuple[str, ...] = ("checkpoint", "checkpoints", "dataset", "metric", "precision")
-_URL_READ = "_url_read"  # set of url keys already consumed this session
+_URL_READ = "state_url_read"  # set of url keys already consumed this session
 
 
 def init_shared() -> None:
@@ -76,11 +78,16 @@ def url_int(key: str, low: int | None = None, high: int | None = None) -> int | 
     return number
 
 
-def publish(key: str, value: Any, url: bool = True) -> None:
-    """Store a value under a shared (or page) key and mirror it in the URL (None removes it)."""
+def publish(key: str, value: Any) -> None:
+    """Store a value under a shared key (``SHARED_KEYS``) and mirror it in the URL (None removes it)."""
+    if key not in SHARED_KEYS:
+        raise KeyError(f"{key!r} is not a shared key; page values go through show_in_url")
     st.session_state[key] = value
-    if not url:
-        return
+    show_in_url(key, value)
+
+
+def show_in_url(key: str, value: Any) -> None:
+    """Mirror a value in the URL under ``key`` (a list as a comma list; None or empty removes it)."""
     text = ",".join(str(v) for v in value) if isinstance(value, list | tuple) else value
     if text is None or text == "":
         if key in st.query_params:
@@ -91,6 +98,7 @@ def publish(key: str, value: Any, url: bool = True) -> None:
 
 def bind_widget(widget_key: str, shared_key: str | None, options: Sequence[Any], default: Any) -> None:
     """Before drawing a single-choice widget: make its value valid, preferring the shared value."""
+    init_shared()
     current = st.session_state.get(widget_key)
     if current in options:
         return
@@ -102,6 +110,7 @@ def bind_multi(
     widget_key: str, shared_key: str | None, options: Sequence[Any], default: Sequence[Any]
 ) -> None:
     """Before drawing a multiselect: keep valid choices, else take the shared comma list or ``default``."""
+    init_shared()
     current = st.session_state.get(widget_key)
     if isinstance(current, list) and current and all(c in options for c in current):
         return

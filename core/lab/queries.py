@@ -1,0 +1,99 @@
+"""Reads for the pages: each opens a session on the factory it is given and returns plain values.
+
+The Streamlit code (``app.py``, ``pages/``, ``ui/``) reaches storage only through ``core.lab``; this
+module holds the small reads and writes it needs (listing checkpoints, datasets, runs and results,
+deleting a run, marking dead runs), so the UI never opens a session or imports ``storage`` itself.
+Records are the repository's frozen dataclasses, re-exported here for type hints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import cost
+from storage import db, repository
+from storage.repository import RESUMABLE_STATUSES, CheckpointRecord, DatasetRecord, RunRecord
+
+__all__ = [
+    "RESUMABLE_STATUSES",
+    "CheckpointRecord",
+    "DatasetRecord",
+    "RunRecord",
+    "checkpoint",
+    "checkpoints",
+    "datasets",
+    "delete_run",
+    "mark_interrupted_runs",
+    "open_store",
+    "results",
+    "runs",
+    "safe_url",
+]
+
+Factory = sessionmaker[Session]
+
+
+def open_store(url: str) -> Factory:
+    """The migrated database at ``url`` (raises ``StorageError`` naming the URL when it cannot open)."""
+    return db.init_db(url)
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password masked, for display."""
+    return db.safe_url(url)
+
+
+def checkpoints(factory: Factory) -> list[CheckpointRecord]:
+    """Every registered checkpoint."""
+    with factory() as s:
+        return repository.list_checkpoints(s)
+
+
+def checkpoint(factory: Factory, name_or_fingerprint: str) -> CheckpointRecord | None:
+    """One registered checkpoint by name or fingerprint, None when unknown."""
+    with factory() as s:
+        return repository.get_checkpoint(s, name_or_fingerprint)
+
+
+def datasets(factory: Factory) -> list[DatasetRecord]:
+    """Every registered dataset."""
+    with factory() as s:
+        return repository.list_datasets(s)
+
+
+def runs(factory: Factory) -> list[RunRecord]:
+    """Every run, newest first (read only: call :func:`mark_interrupted_runs` first to settle dead runs)."""
+    with factory() as s:
+        return repository.list_runs(s)
+
+
+def mark_interrupted_runs(factory: Factory) -> int:
+    """Mark 'running' runs whose process is gone as interrupted (one short transaction); how many."""
+    with factory() as s, s.begin():
+        return repository.mark_interrupted_runs(s)
+
+
+def results(
+    factory: Factory,
+    checkpoint_fp: str | None = None,
+    dataset_fp: str | None = None,
+    run_id: int | None = None,
+) -> pd.DataFrame:
+    """Stored results in long format (``repository.RESULT_COLUMNS``), filtered."""
+    with factory() as s:
+        return repository.results_frame(s, checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id)
+
+
+def delete_run(factory: Factory, run_id: int) -> None:
+    """Delete a run and the results it wrote (refused in read-only mode)."""
+    with factory() as s, s.begin():
+        repository.delete_run(s, run_id)
+
+
+def measured_costs(factory: Factory, checkpoint_fps: Iterable[str], dataset_fp: str | None) -> pd.DataFrame:
+    """Stored cost columns of these checkpoints (``core.cost.cost_frame``); empty when none measured."""
+    with factory() as s:
+        return cost.cost_frame(s, list(checkpoint_fps), dataset_fp=dataset_fp)

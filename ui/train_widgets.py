@@ -1,0 +1,35 @@
+"""Widgets of the Train page: one background job's panel (progress, live loss chart, Cancel)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import figures
+from core.training import jobs
+from ui import nav, resources, state
+
+
+def job_panel(job_id: str, refreshing: bool) -> None:
+    """Progress, live loss chart and the Cancel button of one job (re-run every 2 s while it runs)."""
+    job = jobs.read_job(jobs.jobs_dir() / job_id)
+    request = job.request
+    st.caption(
+        f"{job.method} from {request.get('base', '?')} on {request.get('dataset', '?')} -> {job.output}"
+    )
+    total = job.total or "?"
+    st.progress(job.fraction, text=f"{job.status}: step {job.step} of {total}")
+    if job.losses:
+        st.plotly_chart(figures.training_loss_figure(job.losses), key="train_loss_chart")
+    if job.active:
+        if st.button("Cancel", key="train_cancel", icon=":material/stop:"):
+            jobs.cancel_job(job)
+            st.toast("Cancel requested: the job stops at its next step.")
+    elif job.status == "completed":
+        st.success(f"Saved and registered: {job.output}", icon=":material/check_circle:")
+        state.publish("checkpoint", job.output if job.method != "separate" else None)
+        nav.link(nav.EXPLORE, "Explore the new checkpoint", icon=":material/grid_on:")
+    else:
+        st.error(f"{job.status}: {job.error or 'no details'}", icon=":material/error:")
+    if refreshing and not job.active:
+        resources.bump()
+        st.rerun()
