@@ -10,7 +10,7 @@ import sys
 
 import streamlit as st
 
-from core import settings
+from common import settings
 from ui import nav
 
 # `streamlit run app.py -- --read-only` (or `./lab.sh start -- --read-only`) = MLAB_READ_ONLY=1:

@@ -348,7 +348,7 @@ def bench_synthetic(args: argparse.Namespace, out: list[str]) -> None:
 
 
 def bench_real(args: argparse.Namespace, out: list[str]) -> None:
-    from core import checkpoints, datasets, evaluate, submodels
+    from core import checkpoints, datasets, scoring, submodels
 
     specs = datasets.builtin_datasets()
     if args.real == "largest":
@@ -365,7 +365,7 @@ def bench_real(args: argparse.Namespace, out: list[str]) -> None:
     loaded = checkpoints.load("default")
     full = loaded.info.num_layers
     start = time.perf_counter()
-    pooled = evaluate.encode_dataset(loaded, data, [full], submodels.EmbeddingCache())
+    pooled = scoring.encode_dataset(loaded, data, [full], submodels.EmbeddingCache())
     out.append(f"## 3. Exact search on the largest real corpus: {name}\n")
     out.append(
         f"Default checkpoint, layer {full}, encoded (or read from the cache) in {time.perf_counter() - start:.0f} s.\n"

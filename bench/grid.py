@@ -42,7 +42,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from core import checkpoints, datasets, evaluate, submodels
+    from core import checkpoints, datasets, submodels
+    from core.lab import evaluate
     from storage import db
 
     torch.set_num_threads(args.threads)

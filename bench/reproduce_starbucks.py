@@ -42,6 +42,8 @@ EVAL_DATASETS = ("stsb-test", "sickr-test", "biosses")
 def train_all(args: argparse.Namespace, root: Path, log: list[str]) -> dict[str, dict[tuple[int, int], str]]:
     """Train every method; return method -> pair -> checkpoint folder to evaluate that pair with."""
     from core import checkpoints
+    from core.lab import training as lab_training
+    from core.lab.store import open_store
     from core.training import loop
 
     info = checkpoints.load(args.base).info
@@ -66,7 +68,11 @@ def train_all(args: argparse.Namespace, root: Path, log: list[str]) -> dict[str,
         )
         bar = _bar(f"train {method}")
         t0 = time.perf_counter()
-        result = loop.train(config, progress=lambda step, total, loss, bar=bar: _tick(bar, step, total, loss))
+        result = lab_training.train(
+            config,
+            progress=lambda step, total, loss, bar=bar: _tick(bar, step, total, loss),
+            session_factory=open_store(),
+        )
         bar.close()
         wall = time.perf_counter() - t0
         steps = len(result.loss_curve)
@@ -97,7 +103,7 @@ def evaluate_all(
     """dataset -> method -> pair -> per-pair similarities (float64), with the gold scores under ``_gold``."""
     import numpy as np
 
-    from core import checkpoints, datasets, evaluate, submodels
+    from core import checkpoints, datasets, scoring, submodels
     from core.submodels import SubModel
 
     cache = submodels.EmbeddingCache()
@@ -116,9 +122,9 @@ def evaluate_all(
                 by_folder.setdefault(folder, []).append(pair)
             for folder, pairs in by_folder.items():
                 loaded = checkpoints.load(folder)
-                pooled = evaluate.encode_dataset(loaded, data, sorted({k for k, _ in pairs}), cache)
+                pooled = scoring.encode_dataset(loaded, data, sorted({k for k, _ in pairs}), cache)
                 cells = [SubModel(k, d) for k, d in pairs]
-                for scored in evaluate.score_cells(loaded.info, data, pooled, cells):
+                for scored in scoring.score_cells(loaded.info, data, pooled, cells):
                     pair = (scored.sub.layer, scored.sub.dim)
                     per_method[method][pair] = np.asarray(scored.items["pair_similarity"], dtype=np.float64)
         log.append(f"| evaluate {name} | {time.perf_counter() - t0:.0f} | {len(data)} pairs |")

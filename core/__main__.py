@@ -1,5 +1,5 @@
-"""``python -m core``: the lab's command line (see core/cli.py)."""
+"""``python -m core``: see ``core.cli``."""
 
-from core.cli import main
+from core.cli.main import main
 
 raise SystemExit(main())

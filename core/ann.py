@@ -36,12 +36,13 @@ from typing import Any
 import faiss
 import numpy as np
 
+from common.errors import LabError
 from core import quantize, retrieval
 
 ANN_KINDS: tuple[str, ...] = ("hnsw", "ivf")
 
 
-class AnnError(ValueError):
+class AnnError(LabError):
     """An approximate-index option or input that cannot be used; the message names it."""
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from core import settings
+from common import settings
+from common.errors import LabError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -39,7 +40,7 @@ _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".pt
 CheckpointKind = Literal["default", "local", "hub"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LabError):
     """A checkpoint cannot be named, found or loaded; the message says which and why."""
 
 

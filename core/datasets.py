@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from core.settings import ensure_writable
+from common.errors import LabError
+from common.settings import ensure_writable
 
 STS = "sts"
 RETRIEVAL = "retrieval"
@@ -54,7 +55,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
 
 
-class DatasetError(ValueError):
+class DatasetError(LabError):
     """A dataset name, path or file that cannot be used; the message names the file and line."""
 
 

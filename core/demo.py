@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from common.errors import LabError
 from core import checkpoints, datasets, quantize, retrieval, submodels, views
 
 if TYPE_CHECKING:
@@ -46,12 +47,12 @@ SNIPPET_CHARS = 220
 TRUNCATED_MODELS_KEPT = 4
 INDEXES_KEPT = 8
 PASTED_CORPORA_KEPT = 4
-# The prompt names grid evaluation uses (core.evaluate.encode_dataset), so cache keys match.
+# The prompt names grid evaluation uses (core.scoring.encode_dataset), so cache keys match.
 QUERY_PROMPT_NAMES: tuple[str, ...] = ("query",)
 DOCUMENT_PROMPT_NAMES: tuple[str, ...] = ("document", "passage", "corpus", "doc")
 
 
-class DemoError(ValueError):
+class DemoError(LabError):
     """A demo request that cannot run: empty query or corpus, a bad sub-model, too much pasted text."""
 
 

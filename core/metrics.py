@@ -33,6 +33,8 @@ import numpy as np
 import pytrec_eval
 from scipy import stats
 
+from common.errors import LabError
+
 STS_METRICS: tuple[str, ...] = ("cosine_spearman", "cosine_pearson")
 RETRIEVAL_METRICS: tuple[str, ...] = ("ndcg_at_10", "mrr_at_10", "recall_at_100", "map_at_100")
 MAIN_SCORE: dict[str, str] = {"sts": "cosine_spearman", "retrieval": "ndcg_at_10"}
@@ -52,7 +54,7 @@ Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
 
 
-class MetricError(ValueError):
+class MetricError(LabError):
     """Inputs that cannot be scored (mismatched lengths, too few items)."""
 
 

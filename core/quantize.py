@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import LabError
+
 PRECISIONS: tuple[str, ...] = ("float32", "float16", "int8", "binary")
 
 
-class PrecisionError(ValueError):
+class PrecisionError(LabError):
     """An unknown precision or embeddings that cannot be quantized."""
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from common.errors import LabError
 from core import checkpoints, submodels
 from core.submodels import EmbeddingCache
 
@@ -39,7 +40,7 @@ ROWS_PER_BLOCK = 1024  # texts per Ray Data block: enough blocks to spread, few 
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
 
-class RayEngineError(ValueError):
+class RayEngineError(LabError):
     """Ray is missing, unreachable, or a worker could not encode; the message says which."""
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.errors import LabError
+
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "data" / "reference"
 CSV_PATH = REFERENCE_DIR / "starbucks_tables.csv"
 MARKDOWN_PATH = REFERENCE_DIR / "starbucks-tables.md"
@@ -106,7 +108,7 @@ DATASET_ALIASES: dict[str, str] = {
 CSV_VERSION = 1  # first line of the CSV: "# starbucks-reference v1"
 
 
-class ReferenceError(ValueError):
+class ReferenceError(LabError):
     """The shipped reference file is missing or malformed, or a request names an unknown x or method."""
 
 

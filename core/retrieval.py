@@ -35,6 +35,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from common.errors import LabError
 from core.quantize import bytes_per_vector, check_precision, quantize
 
 TIE_MARGIN = 8  # extra hits fetched beyond k so boundary ties can be ordered without a second search
@@ -49,7 +50,7 @@ faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
-class RetrievalError(ValueError):
+class RetrievalError(LabError):
     """Embeddings or arguments that cannot be searched (empty, mismatched dims, bad k)."""
 
 

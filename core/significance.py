@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from common.errors import LabError
+
 ArrayLike = Any  # a sequence of floats or a 1-D numpy array
 Statistic = Literal["spearman", "pearson", "mean"]
 STATISTICS: tuple[str, ...] = ("spearman", "pearson", "mean")
@@ -50,7 +52,7 @@ DEFAULT_CHUNK = 128  # resamples per vectorised block: memory O(chunk * n)
 ALPHA = 0.05
 
 
-class SignificanceError(ValueError):
+class SignificanceError(LabError):
     """Scores that cannot be compared (different lengths, too few items, unknown statistic)."""
 
 

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core import settings
+from common import settings
+from common.errors import LabError
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +55,7 @@ class SubModel:
     precision: str = "float32"
 
 
-class SubModelError(ValueError):
+class SubModelError(LabError):
     """A requested sub-model does not exist in the checkpoint (bad layer, dim or precision)."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import settings, submodels
-from core.training import METHODS, TrainConfig, jobs, parse_pairs
+from common import settings
+from core import submodels
+from core.lab import jobs
+from core.training import METHODS, TrainConfig, parse_pairs
 from ui import errors, pickers, resources, state, train_widgets
 
 METHOD_HELP = {

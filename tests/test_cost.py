@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import checkpoints, cost, quantize, submodels, views
 from core.checkpoints import LoadedCheckpoint
+from core.lab import cost as lab_cost
+from core.lab.store import open_store
 from storage import cost_repository, db, repository
 from storage.models import Base
 from tests.tinymodel import build_tiny_checkpoint
@@ -299,18 +301,18 @@ def test_cost_frame_is_a_joinable_grid_from_one_machine(db_url: str) -> None:
         cost_repository.upsert_encoding_costs(s, [_enc_row(1, new, CK_FP, latency=9.0)])
         cost_repository.upsert_search_costs(s, [_search_row(4, p, old) for p in ("float32", "binary")])
     with factory() as s:
-        frame = cost.cost_frame(s, [CK_FP, CK2_FP])
-        assert cost.cost_columns(s, [CK_FP]) == list(cost.MEASURED_COLUMNS)
-        assert cost.cost_columns(s, [CK2_FP]) == ["latency_ms_p50", "latency_ms_p95", "throughput_per_s",
+        frame = lab_cost.cost_frame(s, [CK_FP, CK2_FP])
+        assert lab_cost.cost_columns(s, [CK_FP]) == list(lab_cost.MEASURED_COLUMNS)
+        assert lab_cost.cost_columns(s, [CK2_FP]) == ["latency_ms_p50", "latency_ms_p95", "throughput_per_s",
                                                   "flops_per_token", "params"]  # fmt: skip
-        assert cost.cost_columns(s, ["f" * 32]) == []
-        assert cost.cost_frame(s, ["f" * 32]).empty
-        newer = cost.cost_frame(s, CK_FP, machine_fp=new.fingerprint)
-    assert list(frame.columns) == list(cost.COST_FRAME_COLUMNS)
+        assert lab_cost.cost_columns(s, ["f" * 32]) == []
+        assert lab_cost.cost_frame(s, ["f" * 32]).empty
+        newer = lab_cost.cost_frame(s, CK_FP, machine_fp=new.fingerprint)
+    assert list(frame.columns) == list(lab_cost.COST_FRAME_COLUMNS)
     assert len(frame) == 2 * 2 * 8 * 4  # checkpoints x layers x dims 1..8 x precisions
-    assert not frame.duplicated(list(cost.COST_FRAME_KEYS)).any()
+    assert not frame.duplicated(list(lab_cost.COST_FRAME_KEYS)).any()
     assert set(frame["machine_fp"]) == {old.fingerprint}
-    cell = frame.set_index(list(cost.COST_FRAME_KEYS))
+    cell = frame.set_index(list(lab_cost.COST_FRAME_KEYS))
     assert cell.loc[(CK_FP, 2, 4, "binary"), "latency_ms_p50"] == 2.0
     assert cell.loc[(CK_FP, 2, 4, "binary"), "search_ms_per_query"] == 0.5
     assert np.isnan(cell.loc[(CK_FP, 2, 4, "int8"), "search_ms_per_query"])  # not measured
@@ -454,19 +456,20 @@ def test_measure_checkpoint_cost_stores_and_reuses(tiny_folder: Path, tmp_path: 
     kwargs: dict[str, Any] = dict(
         layers=[1, 3], batch_size=4, seq_len=8, repeats=2, batch_repeats=1, warmup=0,
         dataset=str(beir), dims=[16, 48], precisions=["float32", "binary"], k=5, rescore=2,
+        session_factory=open_store(),
     )  # fmt: skip
-    first = cost.measure_checkpoint_cost(str(tiny_folder), **kwargs)
+    first = lab_cost.measure_checkpoint_cost(str(tiny_folder), **kwargs)
     assert first.measured == 2 + 2 * 3 and first.reused == 0 and first.run_id is not None
     assert first.encoding["layer"].tolist() == [1, 3]
     assert len(first.search) == 2 * 3  # dims x (float32, binary, binary+rescore2)
-    second = cost.measure_checkpoint_cost(str(tiny_folder), **kwargs)
+    second = lab_cost.measure_checkpoint_cost(str(tiny_folder), **kwargs)
     assert second.measured == 0 and second.reused == 8 and second.run_id is None
     pd.testing.assert_frame_equal(second.encoding, first.encoding)
-    third = cost.measure_checkpoint_cost(str(tiny_folder), **{**kwargs, "layers": [2, 3]})
+    third = lab_cost.measure_checkpoint_cost(str(tiny_folder), **{**kwargs, "layers": [2, 3]})
     assert third.measured == 1 and third.encoding["layer"].tolist() == [2, 3]  # only layer 2 was missing
-    again = cost.measure_checkpoint_cost(str(tiny_folder), remeasure=True, **kwargs)
+    again = lab_cost.measure_checkpoint_cost(str(tiny_folder), remeasure=True, **kwargs)
     assert again.measured == 8
-    factory = db.init_db()
+    factory = open_store()
     with factory() as s:
         enc = cost_repository.encoding_costs_frame(s, first.checkpoint.fingerprint)
         search = cost_repository.search_costs_frame(s, first.checkpoint.fingerprint)
@@ -475,22 +478,32 @@ def test_measure_checkpoint_cost_stores_and_reuses(tiny_folder: Path, tmp_path: 
     assert {r.kind for r in runs} == {"cost"} and {r.status for r in runs} == {"completed"}
     assert runs[0].provenance["machine"]["fingerprint"] == first.machine.fingerprint
     with pytest.raises(cost.CostError, match="retrieval dataset"):
-        cost.measure_checkpoint_cost(str(tiny_folder), layers=[1], dataset="stsb-test", repeats=1)
+        lab_cost.measure_checkpoint_cost(
+            str(tiny_folder), layers=[1], dataset="stsb-test", repeats=1, session_factory=open_store()
+        )
     with pytest.raises(cost.CostError, match="layer 7 is outside"):
-        cost.measure_checkpoint_cost(str(tiny_folder), layers=[7])
+        lab_cost.measure_checkpoint_cost(str(tiny_folder), layers=[7], session_factory=open_store())
 
 
 def test_read_only_mode_refuses_to_measure_but_reads_stored(
     tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import settings
+    from common import settings
 
-    kwargs: dict[str, Any] = dict(layers=[1], batch_size=2, seq_len=8, repeats=1, batch_repeats=1, warmup=0)
-    cost.measure_checkpoint_cost(str(tiny_folder), **kwargs)
+    kwargs: dict[str, Any] = dict(
+        layers=[1],
+        batch_size=2,
+        seq_len=8,
+        repeats=1,
+        batch_repeats=1,
+        warmup=0,
+        session_factory=open_store(),
+    )
+    lab_cost.measure_checkpoint_cost(str(tiny_folder), **kwargs)
     monkeypatch.setenv("MLAB_READ_ONLY", "1")
-    assert cost.measure_checkpoint_cost(str(tiny_folder), **kwargs).measured == 0
+    assert lab_cost.measure_checkpoint_cost(str(tiny_folder), **kwargs).measured == 0
     with pytest.raises(settings.ReadOnlyError):
-        cost.measure_checkpoint_cost(str(tiny_folder), **{**kwargs, "layers": [2]})
+        lab_cost.measure_checkpoint_cost(str(tiny_folder), **{**kwargs, "layers": [2]})
 
 
 # ---------------------------------------------------------------- command line
@@ -517,7 +530,7 @@ def _cli(args: list[str], env_home: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_json_is_pure_json_with_the_contract_keys(
     tiny_folder: Path, tmp_path: Path, lab_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core import cli
+    from core.cli import main as cli
 
     beir = _beir(tmp_path / "beir")
     common = ["cost", "--checkpoint", str(tiny_folder), "--repeats", "2", "--batch-repeats", "1", "--warmup", "0",
@@ -546,10 +559,11 @@ def test_cli_json_is_pure_json_with_the_contract_keys(
 
 
 def test_cli_registers_the_cost_subcommand() -> None:
-    from core import cli
+    from core.cli import cost as cost_cli
+    from core.cli import main as cli
 
     args = cli.build_parser().parse_args(["cost", "--checkpoint", "default", "--json"])
-    assert args.handler is cost.cmd_cost and args.batch_size == 32 and args.seq_len == 32
+    assert args.handler is cost_cli.cmd_cost and args.batch_size == 32 and args.seq_len == 32
 
 
 def test_curves_page_offers_the_measured_costs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -559,8 +573,14 @@ def test_curves_page_offers_the_measured_costs(tmp_path: Path, monkeypatch: pyte
 
     lab = build_lab(tmp_path / "lab")
     monkeypatch.setenv("MLAB_DATABASE_URL", lab.database_url)
-    report = cost.measure_checkpoint_cost(
-        str(lab.checkpoints["tiny-4x64"]), batch_size=2, seq_len=8, repeats=2, batch_repeats=1, warmup=0
+    report = lab_cost.measure_checkpoint_cost(
+        str(lab.checkpoints["tiny-4x64"]),
+        batch_size=2,
+        seq_len=8,
+        repeats=2,
+        batch_repeats=1,
+        warmup=0,
+        session_factory=open_store(),
     )
     at = AppTest.from_file(str(REPO_ROOT / "pages" / "3_Curves.py"), default_timeout=120)
     at.query_params["dataset"] = STS_DATASET

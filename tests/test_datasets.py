@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.settings import ReadOnlyError
 from core import datasets
 from core.datasets import (
     DatasetError,
@@ -27,7 +28,6 @@ from core.datasets import (
     resolve_dataset,
     save_upload,
 )
-from core.settings import ReadOnlyError
 
 STS_OK = "sentence1\tsentence2\tscore\nA cat.\tA dog.\t1.5\n  Padded. \tTwo\t4\n"
 

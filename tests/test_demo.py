@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import checkpoints, datasets, demo, evaluate, submodels, views
+from core import checkpoints, datasets, demo, submodels, views
 from core.demo import DemoModel
+from core.lab import evaluate
 from storage import db
 from tests.test_insight import write_beir
 from tests.tinymodel import build_tiny_checkpoint

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from core import checkpoints, datasets, evaluate, metrics, submodels
+from core import checkpoints, datasets, metrics, scoring, submodels
+from core.lab import evaluate
+from core.lab.store import open_store
 from storage import db, repository
 from tests.tinymodel import build_tiny_checkpoint
 
@@ -66,7 +68,7 @@ def beir_folder(tmp_path: Path) -> Path:
 
 
 def test_sts_grid_equals_scipy_on_engine_embeddings(tiny_folder: Path, sts_file: Path) -> None:
-    factory = db.init_db()
+    factory = open_store()
     report = evaluate.evaluate_grid(str(tiny_folder), str(sts_file), dims=[16, 48], session_factory=factory)
     assert report.computed == 6 and report.reused == 0
     loaded = checkpoints.load(str(tiny_folder))
@@ -94,7 +96,7 @@ def test_sts_grid_equals_scipy_on_engine_embeddings(tiny_folder: Path, sts_file:
 
 
 def test_second_evaluation_reuses_everything(tiny_folder: Path, sts_file: Path) -> None:
-    factory = db.init_db()
+    factory = open_store()
     first = evaluate.evaluate_grid(str(tiny_folder), str(sts_file), session_factory=factory)
     assert first.encoded_texts == 15  # 16 sentences, one repeated
     second = evaluate.evaluate_grid(str(tiny_folder), str(sts_file), session_factory=factory)
@@ -108,7 +110,7 @@ def test_second_evaluation_reuses_everything(tiny_folder: Path, sts_file: Path) 
 
 
 def test_recompute_upserts_without_duplicates(tiny_folder: Path, sts_file: Path) -> None:
-    factory = db.init_db()
+    factory = open_store()
     evaluate.evaluate_grid(str(tiny_folder), str(sts_file), dims=[48], session_factory=factory)
     evaluate.evaluate_grid(
         str(tiny_folder), str(sts_file), dims=[48], session_factory=factory, recompute=True
@@ -124,7 +126,7 @@ def test_recompute_upserts_without_duplicates(tiny_folder: Path, sts_file: Path)
 def test_interrupted_run_resumes_and_equals_uninterrupted(
     tiny_folder: Path, sts_file: Path, tmp_path: Path
 ) -> None:
-    factory = db.init_db()
+    factory = open_store()
 
     def crash_after_two(phase: str, done: int, total: int) -> None:
         if phase == "score" and done == 2:
@@ -155,7 +157,9 @@ def test_interrupted_run_resumes_and_equals_uninterrupted(
 
 
 def test_retrieval_grid_matches_metrics_on_brute_force(tiny_folder: Path, beir_folder: Path) -> None:
-    report = evaluate.evaluate_grid(str(tiny_folder), str(beir_folder), layers=[3], dims=[48])
+    report = evaluate.evaluate_grid(
+        str(tiny_folder), str(beir_folder), layers=[3], dims=[48], session_factory=open_store()
+    )
     data = datasets.load_dataset(datasets.resolve_dataset(str(beir_folder)))
     assert isinstance(data, datasets.RetrievalData)
     loaded = checkpoints.load(str(tiny_folder))
@@ -173,26 +177,31 @@ def test_retrieval_grid_matches_metrics_on_brute_force(tiny_folder: Path, beir_f
 
 def test_precision_cells_are_evaluated_and_keyed(tiny_folder: Path, sts_file: Path) -> None:
     report = evaluate.evaluate_grid(
-        str(tiny_folder), str(sts_file), layers=[3], dims=[48], precisions=["float32", "int8", "binary"]
+        str(tiny_folder),
+        str(sts_file),
+        layers=[3],
+        dims=[48],
+        precisions=["float32", "int8", "binary"],
+        session_factory=open_store(),
     )
     assert sorted(set(report.frame.precision)) == ["binary", "float32", "int8"]
 
 
 def test_out_of_range_knobs_store_nothing(tiny_folder: Path, sts_file: Path) -> None:
-    factory = db.init_db()
+    factory = open_store()
     for kwargs in ({"layers": [4]}, {"dims": [49]}, {"dims": [0]}, {"precisions": ["int4"]}):
-        with pytest.raises(evaluate.EvaluationError):
+        with pytest.raises(scoring.EvaluationError):
             evaluate.evaluate_grid(str(tiny_folder), str(sts_file), session_factory=factory, **kwargs)
     with factory() as s:
         assert repository.results_frame(s).empty and not repository.list_runs(s)
 
 
 def test_parse_helpers() -> None:
-    assert evaluate.parse_int_list("6, 1,2,2", "--layers") == [1, 2, 6]
-    assert evaluate.parse_int_list("all", "--layers") is None
-    with pytest.raises(evaluate.EvaluationError):
-        evaluate.parse_int_list("1,x", "--dims")
-    assert evaluate.parse_precisions("int8,float32") == ["int8", "float32"]
+    assert scoring.parse_int_list("6, 1,2,2", "--layers") == [1, 2, 6]
+    assert scoring.parse_int_list("all", "--layers") is None
+    with pytest.raises(scoring.EvaluationError):
+        scoring.parse_int_list("1,x", "--dims")
+    assert scoring.parse_precisions("int8,float32") == ["int8", "float32"]
 
 
 def _cli(*args: str, env_home: Path) -> subprocess.CompletedProcess[str]:
@@ -273,6 +282,8 @@ def test_cli_unreachable_hub_fails_fast(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_default_full_size_matches_mteb() -> None:
-    report = evaluate.evaluate_grid("default", "stsb-test", layers=[6], dims=[384])
+    report = evaluate.evaluate_grid(
+        "default", "stsb-test", layers=[6], dims=[384], session_factory=open_store()
+    )
     value = report.frame.set_index("metric")["value"]["cosine_spearman"]
     assert value == pytest.approx(0.8203, abs=0.002)

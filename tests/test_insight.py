@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import datasets, evaluate, insight, metrics, significance
-from core.insight import CellRef
+from core import datasets, metrics, significance
+from core.lab import evaluate, insight
+from core.lab.insight import CellRef
 from core.submodels import EmbeddingCache
 from storage import db, repository
 from tests.pagedata import write_sts

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import datasets, demo, registry
+from core import datasets, demo
+from core.lab import registry
 from storage import db
 from tests.pagedata import Lab, build_lab
 from tests.test_insight import write_beir
@@ -26,7 +27,7 @@ def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
         mp.setenv("MLAB_HOME", str(folder / "home"))
         lab = build_lab(folder)
         beir = datasets.DatasetSpec("tiny-beir", datasets.RETRIEVAL, write_beir(folder / "tiny-beir"), "test")
-        registry.register_dataset(beir, db.init_db(lab.database_url))
+        registry.register_dataset(beir, session_factory=db.init_db(lab.database_url))
         db.dispose_engines()
     return lab
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import datasets, evaluate, insight
-from core.insight import CellRef
+from core import datasets
+from core.lab import evaluate, insight
+from core.lab.insight import CellRef
+from core.lab.store import open_store
 from core.submodels import EmbeddingCache
 from storage import db, repository
 from tests.pagedata import STS_DATASET, Lab, build_lab, write_sts
@@ -77,7 +79,9 @@ def test_explore_shows_the_losses_core_computes(lab: Lab) -> None:
     assert options[0] == "the full model (3, 48)"
     assert any(o.startswith("tiny-4x64") for o in options)  # the other checkpoint's cell
     fp, dataset_fp = fingerprint(lab, "tiny-3x48")
-    expected = insight.item_losses(lab.sts_spec, dataset_fp, CellRef(fp, 1, 32), CellRef(fp, 3, 48))
+    expected = insight.item_losses(
+        lab.sts_spec, dataset_fp, CellRef(fp, 1, 32), CellRef(fp, 3, 48), session_factory=open_store()
+    )
     shown = next(d.value for d in at.dataframe if "rank error" in d.value.columns)
     assert len(shown) == 20
     assert shown["pair"].tolist() == expected["pair"].head(20).tolist()
@@ -116,7 +120,7 @@ def test_compare_significance_equals_core(lab: Lab) -> None:
     table = next(d.value for d in at.dataframe if "p-value" in d.value.columns)
     (small, dataset_fp), (big, _) = fingerprint(lab, "tiny-3x48"), fingerprint(lab, "tiny-4x64")
     expected = insight.compare_cells(lab.sts_spec, dataset_fp, CellRef(small, 1, 32), CellRef(big, 4, 64),
-                                     "cosine_spearman", 1000)  # fmt: skip
+                                     "cosine_spearman", 1000, session_factory=open_store())  # fmt: skip
     assert table["A - B"].tolist() == pytest.approx([expected["bootstrap"].observed] * 2)
     assert table["p-value"].tolist() == pytest.approx([r.p_value for r in expected.values()])
     assert table["CI low"].iloc[0] == pytest.approx(expected["bootstrap"].ci_low)

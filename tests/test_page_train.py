@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import registry
 from core.figures import training_loss_figure
-from core.training import jobs
+from core.lab import jobs, registry
+from core.lab.store import open_store
 from storage import db, repository
 from tests.pagedata import write_sts
 from tests.tinymodel import build_tiny_checkpoint
@@ -33,7 +33,7 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def lab(tiny_folder: Path, tmp_path: Path) -> tuple[str, Path]:
     """The tiny checkpoint registered in this test's database, and a tiny STS training file."""
-    record = registry.register_checkpoint(str(tiny_folder))
+    record = registry.register_checkpoint(str(tiny_folder), session_factory=open_store())
     db.dispose_engines()
     return record.name, write_sts(tmp_path / "train.tsv")
 
@@ -96,7 +96,7 @@ def test_a_started_job_runs_in_the_background_to_a_registered_checkpoint(
     assert at.selectbox(key="train_job_select").value == job_id
     assert "completed: step 3 of 3" in at.get("progress")[0].proto.text
     assert any(str(tmp_path / "trained") in s.value for s in at.success)
-    with db.init_db()() as s:
+    with open_store()() as s:
         record = repository.get_checkpoint(s, str(tmp_path / "trained"))
     assert record is not None and record.training_card is not None
     assert record.training_card["loss_curve"] == pytest.approx(job.losses, abs=1e-6)

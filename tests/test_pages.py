@@ -20,8 +20,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import datasets, registry, settings, submodels, views
-from core.evaluate import evaluate_grid
+from common import settings
+from core import datasets, submodels, views
+from core.lab import registry
+from core.lab.evaluate import evaluate_grid
+from core.lab.store import open_store
 from core.submodels import EmbeddingCache
 from storage import db, repository
 from tests.pagedata import STS_DATASET, Lab, build_lab, write_sts
@@ -174,7 +177,7 @@ def test_home_registers_datasets_by_path_and_upload(tmp_path: Path) -> None:
     at.button(key="home_upload_go").click().run()
     no_errors(at)
     assert "uploaded" in at.success[0].value
-    with db.init_db()() as s:
+    with open_store()() as s:
         names = {d.name for d in repository.list_datasets(s)}
     assert {"mine/pairs", "uploaded"} <= names
 
@@ -256,7 +259,9 @@ def test_explore_url_restores_the_view_and_free_dim_computes_on_request(lab: Lab
 
 def test_explore_offers_to_evaluate_a_checkpoint_without_results(lab: Lab, tmp_path: Path) -> None:
     other = write_sts(tmp_path / "other.tsv", 20)  # other content: another dataset fingerprint
-    registry.register_dataset(datasets.DatasetSpec("other-sts", "sts", str(other), "test"))
+    registry.register_dataset(
+        datasets.DatasetSpec("other-sts", "sts", str(other), "test"), session_factory=open_store()
+    )
     at = app(EXPLORE, checkpoint=str(lab.checkpoints["tiny-3x48"]), dataset="other-sts")
     no_errors(at)
     assert "no float32 results on **other-sts**" in at.info[0].value
@@ -268,7 +273,7 @@ def test_explore_offers_to_evaluate_a_checkpoint_without_results(lab: Lab, tmp_p
         layer,
         dim,
     )
-    with db.init_db()() as s:
+    with open_store()() as s:
         fp = repository.get_checkpoint(s, str(lab.checkpoints["tiny-3x48"])).fingerprint  # type: ignore[union-attr]
         frame = repository.results_frame(s, checkpoint_fp=fp)
     frame = frame[frame["dataset"] == "other-sts"]
@@ -361,14 +366,14 @@ def test_curves_front_equals_the_database_pareto(lab: Lab) -> None:
 def test_runs_table_matches_the_database_and_delete_asks_first(lab: Lab) -> None:
     at = app(RUNS)
     no_errors(at)
-    with db.init_db()() as s:
+    with open_store()() as s:
         runs = repository.list_runs(s)
     table = shown_table(at, "id", "cells")
     assert table["id"].tolist() == [r.id for r in runs]
     assert table["cells"].tolist() == [f"{r.cells_done}/{r.cells_total}" for r in runs]
     assert set(table["status"]) == {"completed"}
     assert at.download_button(key="runs_export_csv").label == "Download CSV"
-    with db.init_db()() as s:
+    with open_store()() as s:
         n_values = sum(len(repository.results_frame(s, run_id=r.id)) for r in runs)
     assert f"{n_values} stored values from {len(runs)} runs" in " ".join(c.value for c in at.caption)
 
@@ -381,7 +386,7 @@ def test_runs_table_matches_the_database_and_delete_asks_first(lab: Lab) -> None
     at.button(key="runs_delete").click().run()
     at.button(key="runs_delete_yes").click().run()
     no_errors(at)
-    with db.init_db()() as s:
+    with open_store()() as s:
         assert repository.get_run(s, victim) is None
     assert victim not in shown_table(at, "id", "cells")["id"].tolist()
 
@@ -397,11 +402,11 @@ def test_runs_resume_an_interrupted_run(lab: Lab, tmp_path: Path) -> None:
         evaluate_grid(
             str(lab.checkpoints["tiny-3x48"]),
             spec,
-            session_factory=db.init_db(),
+            session_factory=open_store(),
             cache=EmbeddingCache(settings.cache_dir()),
             progress=stop_after_two,
         )
-    with db.init_db()() as s:
+    with open_store()() as s:
         run = repository.list_runs(s, status="interrupted")[0]
     at = app(RUNS)
     at.multiselect(key="runs_status").set_value(["interrupted"]).run()
@@ -409,7 +414,7 @@ def test_runs_resume_an_interrupted_run(lab: Lab, tmp_path: Path) -> None:
     at.button(key="runs_resume").click().run()
     no_errors(at)
     assert f"Run #{run.id}: {run.cells_total - 2} cells computed, 2 reused" in at.success[0].value
-    with db.init_db()() as s:
+    with open_store()() as s:
         resumed = repository.get_run(s, run.id)
     assert resumed is not None and resumed.status == "completed" and resumed.cells_done == run.cells_total
 
@@ -444,9 +449,9 @@ def test_read_only_mode_hides_writes_and_core_refuses(lab: Lab, monkeypatch: pyt
     at = app(RUNS)
     assert not [b for b in at.button if b.key == "runs_delete"]
     with pytest.raises(settings.ReadOnlyError):
-        registry.register_checkpoint(str(lab.checkpoints["tiny-3x48"]))
+        registry.register_checkpoint(str(lab.checkpoints["tiny-3x48"]), session_factory=open_store())
     with pytest.raises(settings.ReadOnlyError):
-        registry.register_dataset(lab.sts_spec)
+        registry.register_dataset(lab.sts_spec, session_factory=open_store())
 
 
 def test_explore_evaluates_more_cells_and_names_a_bad_knob(lab: Lab) -> None:

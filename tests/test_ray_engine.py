@@ -19,7 +19,10 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs ray[data] (requirements pin it)")
 
-from core import checkpoints, cli, evaluate, ray_engine, submodels  # noqa: E402
+from core import checkpoints, ray_engine, scoring, submodels  # noqa: E402
+from core.cli import main as cli  # noqa: E402
+from core.lab import evaluate  # noqa: E402
+from core.lab.store import open_store  # noqa: E402
 from core.submodels import EmbeddingCache  # noqa: E402
 from storage import db  # noqa: E402
 from tests.faults import support  # noqa: E402
@@ -156,8 +159,8 @@ def test_unknown_engine_is_refused_before_anything_is_stored(
     tiny: Path, tmp_path: Path, lab_env: Path
 ) -> None:
     sts = support.write_sts(tmp_path / "pairs.tsv", 10)
-    with pytest.raises(evaluate.EvaluationError, match="unknown engine 'spark'"):
-        evaluate.evaluate_grid(str(tiny), str(sts), engine="spark")
+    with pytest.raises(scoring.EvaluationError, match="unknown engine 'spark'"):
+        evaluate.evaluate_grid(str(tiny), str(sts), engine="spark", session_factory=open_store())
     assert support.query(lab_env / "lab.sqlite3", "SELECT COUNT(*) FROM runs") in ([], [(0,)])
 
 

@@ -18,10 +18,14 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from core import datasets, demo, evaluate, registry, settings
+from common import settings
+from core import datasets, demo
+from core.lab import evaluate, queries, registry, runs
+from core.lab.store import open_store
+from core.lab.training import train
 from core.submodels import EmbeddingCache
-from core.training.loop import TrainConfig, train
-from storage import db, repository
+from core.training.loop import TrainConfig
+from storage import db
 from storage.models import Result, Run
 from tests.pagedata import Lab, build_lab, write_sts
 from tests.tinymodel import build_tiny_checkpoint
@@ -131,12 +135,14 @@ def test_core_refuses_every_write_and_nothing_is_stored(lab: Lab, tmp_path: Path
     new_path.write_text(new_path.read_text() + "One more pair.\tAnother pair.\t2.5\n")  # new content
     new_sts = datasets.DatasetSpec("new-sts", datasets.STS, new_path, "test")
     refusals = {
-        "register checkpoint": lambda: registry.register_checkpoint(str(other), factory),
-        "register dataset": lambda: registry.register_dataset(new_sts, factory),
+        "register checkpoint": lambda: registry.register_checkpoint(str(other), session_factory=factory),
+        "register dataset": lambda: registry.register_dataset(new_sts, session_factory=factory),
         "upload": lambda: datasets.save_upload(
             b"sentence1\tsentence2\tscore\na\tb\t1\n", "x.tsv", tmp_path / "up"
         ),
-        "train": lambda: train(TrainConfig(output_dir=str(tmp_path / "trained"))),
+        "train": lambda: train(
+            TrainConfig(output_dir=str(tmp_path / "trained")), session_factory=open_store()
+        ),
         "evaluate unregistered checkpoint": lambda: evaluate.evaluate_grid(
             str(other), lab.sts_spec, dims=[32], session_factory=factory, cache=EmbeddingCache(tmp_path / "c")
         ),
@@ -156,10 +162,9 @@ def test_core_refuses_every_write_and_nothing_is_stored(lab: Lab, tmp_path: Path
             call()
             pytest.fail(f"{action} was not refused")
         assert counts(lab) == before, action
-    with factory() as s, s.begin():
-        run_id = repository.list_runs(s)[0].id
-        with pytest.raises(settings.ReadOnlyError, match="deleting a run"):
-            repository.delete_run(s, run_id)
+    run_id = queries.runs(factory)[0].id
+    with pytest.raises(settings.ReadOnlyError, match="deleting a run"):
+        runs.delete_run(factory, run_id)
     assert counts(lab) == before
     assert not (tmp_path / "up").exists() and not (tmp_path / "trained").exists()
 

@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.lab.store import open_store
 from storage import db, repository
 from storage.models import Base, Result, Run, utc_now
 
@@ -140,7 +141,7 @@ def test_init_db_uses_the_configured_url_from_any_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    factory = db.init_db()  # MLAB_DATABASE_URL from the autouse fixture
+    factory = open_store()  # MLAB_DATABASE_URL from the autouse fixture
     with factory() as s:
         assert repository.list_checkpoints(s) == []
     assert Path(os.environ["MLAB_HOME"], "lab.sqlite3").is_file()

@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from core import checkpoints
+from core.lab import training as lab_training
+from core.lab.store import open_store
 from core.submodels import forward_all_layers
 from core.training import card as cards
 from core.training import data as training_data
@@ -94,7 +96,10 @@ def test_each_method_lowers_its_loss(
     tiny_folder: Path, sts_file: Path, tmp_path: Path, method: str, judged: tuple[tuple[int, int], ...]
 ) -> None:
     before = _eval_loss(checkpoints.load(str(tiny_folder)).model, judged)
-    result = loop.train(_config(tiny_folder, sts_file, tmp_path / method, method=method, max_steps=6))
+    result = lab_training.train(
+        _config(tiny_folder, sts_file, tmp_path / method, method=method, max_steps=6),
+        session_factory=open_store(),
+    )
     assert len(result.loss_curve) == 6 and all(v == v for v in result.loss_curve)
     after = _eval_loss(checkpoints.load(str(result.output_dir)).model, judged)
     assert after < before
@@ -106,7 +111,9 @@ def test_each_method_lowers_its_loss(
 def test_base_model_is_not_mutated(tiny_folder: Path, sts_file: Path, tmp_path: Path) -> None:
     shared = checkpoints.load(str(tiny_folder)).model
     before = {k: v.clone() for k, v in shared.state_dict().items()}
-    loop.train(_config(tiny_folder, sts_file, tmp_path / "out", max_steps=2))
+    lab_training.train(
+        _config(tiny_folder, sts_file, tmp_path / "out", max_steps=2), session_factory=open_store()
+    )
     after = shared.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -115,9 +122,11 @@ def test_same_seed_same_weights_and_saved_weights_are_the_trained_ones(
     tiny_folder: Path, sts_file: Path, tmp_path: Path
 ) -> None:
     config = _config(tiny_folder, sts_file, tmp_path / "a")
-    first = loop.train(config)
-    second = loop.train(_config(tiny_folder, sts_file, tmp_path / "b"))
-    other_seed = loop.train(_config(tiny_folder, sts_file, tmp_path / "c", seed=8))
+    first = lab_training.train(config, session_factory=open_store())
+    second = lab_training.train(_config(tiny_folder, sts_file, tmp_path / "b"), session_factory=open_store())
+    other_seed = lab_training.train(
+        _config(tiny_folder, sts_file, tmp_path / "c", seed=8), session_factory=open_store()
+    )
     wa, wb, wc = _weights(first.output_dir), _weights(second.output_dir), _weights(other_seed.output_dir)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert first.models[0].fingerprint == second.models[0].fingerprint
@@ -140,9 +149,11 @@ def test_same_seed_same_weights_and_saved_weights_are_the_trained_ones(
 def test_output_loads_and_card_round_trips_through_file_and_database(
     tiny_folder: Path, sts_file: Path, tmp_path: Path
 ) -> None:
-    from storage import db, repository
+    from storage import repository
 
-    result = loop.train(_config(tiny_folder, sts_file, tmp_path / "sb", kl_mode="similarity"))
+    result = lab_training.train(
+        _config(tiny_folder, sts_file, tmp_path / "sb", kl_mode="similarity"), session_factory=open_store()
+    )
     loaded = checkpoints.load(str(result.output_dir))
     assert loaded.info.num_layers == 3 and loaded.info.embedding_dim == 48
     assert loaded.info.fingerprint == result.models[0].fingerprint
@@ -155,7 +166,7 @@ def test_output_loads_and_card_round_trips_through_file_and_database(
     assert on_disk["base_checkpoint"]["fingerprint"] == checkpoints.load(str(tiny_folder)).info.fingerprint
     assert on_disk["dataset"]["fingerprint"] == training_data.load_examples(str(sts_file)).fingerprint
     assert len(on_disk["loss_curve"]) == 4 and on_disk["provenance"]["packages"]["torch"]
-    factory = db.init_db()
+    factory = open_store()
     with factory() as s:
         record = repository.get_checkpoint(s, result.models[0].fingerprint)
         assert record is not None and record.training_card == returned
@@ -168,12 +179,13 @@ def test_output_loads_and_card_round_trips_through_file_and_database(
 def test_separate_trains_one_truncated_model_per_pair(
     tiny_folder: Path, sts_file: Path, tmp_path: Path
 ) -> None:
-    from storage import db, repository
+    from storage import repository
 
     steps: list[tuple[int, int]] = []
-    result = loop.train(
+    result = lab_training.train(
         _config(tiny_folder, sts_file, tmp_path / "sep", method="separate", max_steps=2),
         progress=lambda step, total, loss: steps.append((step, total)),
+        session_factory=open_store(),
     )
     assert steps == [(i, 6) for i in range(1, 7)]
     manifest = cards.load_manifest(result.output_dir)
@@ -188,27 +200,28 @@ def test_separate_trains_one_truncated_model_per_pair(
         assert card["label"] == f"separate {layer}x{dim} (from tiny)"
         entry = next(m for m in manifest["models"] if m["layer"] == layer)
         assert entry["fingerprint"] == model.fingerprint
-    with db.init_db()() as s:
+    with open_store()() as s:
         fps = {c.fingerprint for c in repository.list_checkpoints(s)}
     assert {m.fingerprint for m in result.models} <= fps
 
 
 def test_cancel_stops_early_and_registers_nothing(tiny_folder: Path, sts_file: Path, tmp_path: Path) -> None:
-    from storage import db, repository
+    from storage import repository
 
     seen: list[int] = []
     out = tmp_path / "cancelled"
     with pytest.raises(loop.TrainingCancelled):
-        loop.train(
+        lab_training.train(
             _config(tiny_folder, sts_file, out, max_steps=50),
             progress=lambda step, total, loss: seen.append(step),
             should_stop=lambda: len(seen) >= 2,
+            session_factory=open_store(),
         )
     assert seen == [1, 2]
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cancelled")]
     base_fp = checkpoints.load(str(tiny_folder)).info.fingerprint
-    with db.init_db()() as s:
+    with open_store()() as s:
         assert [c.fingerprint for c in repository.list_checkpoints(s)] == [base_fp]
         runs = repository.list_runs(s)
     assert [(r.kind, r.status) for r in runs] == [("train", "cancelled")]
@@ -223,7 +236,7 @@ def test_retrieval_train_split_uses_mnrl(tiny_folder: Path, tmp_path: Path) -> N
     (folder / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
     qrels = "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(6))
     (folder / "qrels" / "train.tsv").write_text(qrels)
-    result = loop.train(
+    result = lab_training.train(
         loop.TrainConfig(
             output_dir=str(tmp_path / "out"),
             base=str(tiny_folder),
@@ -232,7 +245,8 @@ def test_retrieval_train_split_uses_mnrl(tiny_folder: Path, tmp_path: Path) -> N
             max_steps=2,
             batch_size=4,
             register=False,
-        )
+        ),
+        session_factory=open_store(),
     )
     card = cards.load_card(result.output_dir)
     assert card["loss"]["base_loss"] == "mnrl" and card["dataset"]["split"] == "train"
@@ -255,23 +269,25 @@ def test_bad_requests_fail_before_any_work(
     tiny_folder: Path, sts_file: Path, tmp_path: Path, change: dict, message: str
 ) -> None:
     with pytest.raises(loop.TrainingError, match=message):
-        loop.train(_config(tiny_folder, sts_file, tmp_path / "out", **change))
+        lab_training.train(
+            _config(tiny_folder, sts_file, tmp_path / "out", **change), session_factory=open_store()
+        )
     assert not (tmp_path / "out").exists()
 
 
 def test_non_empty_output_and_read_only_mode_are_refused(
     tiny_folder: Path, sts_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.settings import ReadOnlyError
+    from common.settings import ReadOnlyError
 
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("x")
     with pytest.raises(loop.TrainingError, match="not empty"):
-        loop.train(_config(tiny_folder, sts_file, busy))
+        lab_training.train(_config(tiny_folder, sts_file, busy), session_factory=open_store())
     monkeypatch.setenv("MLAB_READ_ONLY", "1")
     with pytest.raises(ReadOnlyError):
-        loop.train(_config(tiny_folder, sts_file, tmp_path / "ro"))
+        lab_training.train(_config(tiny_folder, sts_file, tmp_path / "ro"), session_factory=open_store())
 
 
 def test_parse_pairs() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core import checkpoints, cli
+from core import checkpoints
+from core.cli import main as cli
 from core.training import card as cards
 from tests.tinymodel import build_tiny_checkpoint
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from core.training import TrainConfig, TrainingError, jobs
-from core.training.cli import add_train_parser, config_from_args
+from core.cli.train import add_parser as add_train_parser
+from core.cli.train import config_from_args
+from core.lab import jobs
+from core.training import TrainConfig, TrainingError
 
 
 def _parse(cmd: list[str]) -> argparse.Namespace:
@@ -56,7 +58,7 @@ def test_a_job_whose_process_died_reads_as_interrupted(tmp_path: Path) -> None:
 def test_start_job_refuses_bad_requests_before_starting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.settings import ReadOnlyError
+    from common.settings import ReadOnlyError
 
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import checkpoints, datasets, evaluate, registry, settings, submodels, views
-from core.evaluate import GridReport
-from core.lab import queries
+from common import settings
+from core import checkpoints, datasets, scoring, submodels, views
+from core.lab import evaluate, queries, registry, runs
+from core.lab.evaluate import GridReport
 from core.lab.queries import CheckpointRecord, DatasetRecord, RunRecord
 from ui import errors, resources
 
@@ -62,7 +63,7 @@ def checkpoint_name(record: CheckpointRecord) -> str:
 
 def register_checkpoint(text: str) -> CheckpointRecord:
     """Load (validate, fingerprint, describe) a checkpoint and store its description."""
-    record = registry.register_checkpoint(text, resources.session_factory())
+    record = registry.register_checkpoint(text, session_factory=resources.session_factory())
     resources.bump()
     return record
 
@@ -74,7 +75,7 @@ def _friendly_name(spec: datasets.DatasetSpec) -> str:
 
 def register_dataset(spec: datasets.DatasetSpec) -> DatasetRecord:
     """Validate (load) a dataset and store its description."""
-    record = registry.register_dataset(spec, resources.session_factory())
+    record = registry.register_dataset(spec, session_factory=resources.session_factory())
     resources.bump()
     return record
 
@@ -99,18 +100,17 @@ def register_upload(data: bytes, filename: str) -> DatasetRecord:
 
 def delete_run(run_id: int) -> None:
     """Delete a run and the results it wrote."""
-    settings.ensure_writable("deleting a run")
-    queries.delete_run(resources.session_factory(), run_id)
+    runs.delete_run(resources.session_factory(), run_id)
     resources.bump()
 
 
 def resume_run(run: RunRecord) -> GridReport:
     """Run an interrupted or failed evaluation again; stored cells are kept, the rest computed."""
     if run.kind != "evaluate":
-        raise evaluate.EvaluationError(f"run {run.id} is a {run.kind} run; only evaluate runs resume here")
+        raise scoring.EvaluationError(f"run {run.id} is a {run.kind} run; only evaluate runs resume here")
     record = queries.checkpoint(resources.session_factory(), run.checkpoint_fp)
     if record is None:
-        raise evaluate.EvaluationError(f"run {run.id}: its checkpoint is no longer registered")
+        raise scoring.EvaluationError(f"run {run.id}: its checkpoint is no longer registered")
     choice = resources.dataset_by_fingerprint(run.dataset_fp)
     if choice is None or choice.spec is None:
         raise datasets.DatasetError(f"run {run.id}: the files of dataset {run.dataset_name!r} are gone")
@@ -166,9 +166,9 @@ def evaluate_more(
         if dataset.spec is None or not st.button("Evaluate these cells", key=f"{prefix}_more_go"):
             return
         with errors.user_errors(f"evaluating {checkpoint} on {dataset.name}"):
-            layers = evaluate.parse_int_list(layers_text, "layers")
-            dims = evaluate.parse_int_list(dims_text, "dims")
+            layers = scoring.parse_int_list(layers_text, "layers")
+            dims = scoring.parse_int_list(dims_text, "dims")
             evaluate_with_progress(
-                checkpoint, dataset.spec, layers, dims, evaluate.parse_precisions(chosen or None)
+                checkpoint, dataset.spec, layers, dims, scoring.parse_precisions(chosen or None)
             )
             st.rerun()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import checkpoints, datasets, demo, quantize, settings, submodels, views
+from common import settings
+from core import checkpoints, datasets, demo, quantize, submodels, views
 from ui import errors, pickers, resources, state
 
 

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from core import settings
-from core.settings import ReadOnlyError
+from common import settings
+from common.settings import ReadOnlyError
 
 logger = logging.getLogger("mlab.ui")
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, ReadOnlyError, FileNotFoundError)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import metrics, settings, views
+from common import settings
+from core import metrics, views
 from core.lab.queries import CheckpointRecord
 from ui import actions, errors, pickers, resources
 

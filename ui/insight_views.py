@@ -19,8 +19,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import datasets, figures, insight, reference, settings, significance, views
-from core.insight import CellRef
+from common import settings
+from core import datasets, figures, reference, significance, views
+from core.lab import insight
+from core.lab.insight import CellRef
 from core.lab.queries import CheckpointRecord
 from ui import errors, pickers, resources
 

@@ -17,9 +17,11 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import datasets, settings
+from common import settings
+from core import datasets
 from core.lab import queries
 from core.lab.queries import CheckpointRecord, RunRecord
+from core.lab.store import open_store
 from ui import errors
 
 TTL_S = 30
@@ -39,7 +41,7 @@ def generation() -> int:
 
 @st.cache_resource(show_spinner=False)
 def _factory(url: str) -> sessionmaker[Session]:
-    return queries.open_store(url)
+    return open_store(url)
 
 
 def session_factory() -> sessionmaker[Session]:
@@ -164,7 +166,7 @@ def _measured_costs(
 def measured_costs(checkpoint_fps: list[str], dataset_fp: str | None = None) -> pd.DataFrame | None:
     """Measured cost columns for curves (``views.MEASURED_COST_AXES``) keyed by checkpoint_fp/layer/dim/precision.
 
-    From ``core.cost.cost_frame`` (``python -m core cost`` or Curves' "Measure latency"): latency, throughput, FLOPs and params per layer
+    From ``core.lab_cost.cost_frame`` (``python -m core cost`` or Curves' "Measure latency"): latency, throughput, FLOPs and params per layer
     from one machine configuration; index bytes and search time of ``dataset_fp``'s corpus when measured
     there. The Curves page offers them as x axes through ``views.with_measured_costs`` /
     ``views.cost_axes``. None when nothing is measured for these checkpoints.

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import streamlit as st
 
-from core import settings, views
+from common import settings
+from core import views
 from core.lab.queries import RESUMABLE_STATUSES, RunRecord
 from ui import actions, errors, resources, state
 

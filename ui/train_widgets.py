@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import figures
-from core.training import jobs
+from core.lab import jobs
 from ui import nav, resources, state
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import cost
+from core.lab import cost as lab_cost
 from storage import db, repository
 from storage.repository import RESUMABLE_STATUSES, CheckpointRecord, DatasetRecord, RunRecord
 
@@ -25,20 +25,13 @@ __all__ = [
     "checkpoint",
     "checkpoints",
     "datasets",
-    "delete_run",
     "mark_interrupted_runs",
-    "open_store",
     "results",
     "runs",
     "safe_url",
 ]
 
 Factory = sessionmaker[Session]
-
-
-def open_store(url: str) -> Factory:
-    """The migrated database at ``url`` (raises ``StorageError`` naming the URL when it cannot open)."""
-    return db.init_db(url)
 
 
 def safe_url(url: str) -> str:
@@ -87,13 +80,7 @@ def results(
         return repository.results_frame(s, checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id)
 
 
-def delete_run(factory: Factory, run_id: int) -> None:
-    """Delete a run and the results it wrote (refused in read-only mode)."""
-    with factory() as s, s.begin():
-        repository.delete_run(s, run_id)
-
-
 def measured_costs(factory: Factory, checkpoint_fps: Iterable[str], dataset_fp: str | None) -> pd.DataFrame:
-    """Stored cost columns of these checkpoints (``core.cost.cost_frame``); empty when none measured."""
+    """Stored cost columns of these checkpoints (``core.lab.cost.cost_frame``); empty when none measured."""
     with factory() as s:
-        return cost.cost_frame(s, list(checkpoint_fps), dataset_fp=dataset_fp)
+        return lab_cost.cost_frame(s, list(checkpoint_fps), dataset_fp=dataset_fp)

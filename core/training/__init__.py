@@ -1,14 +1,16 @@
 """Training of 2D Matryoshka checkpoints: Starbucks fixed pairs, 2DMSE, MRL, full and separate baselines.
 
-Modules: ``losses`` (the methods' losses from one pass's pooled per-layer embeddings), ``data``
-(training pairs from the lab's datasets), ``loop`` (``train``: optimizer, saving, registering),
-``card`` (training_card.json and the separate-run manifest), ``registry`` (database rows),
-``significance`` (paired bootstrap for the reproduction study), ``cli`` (``python -m core train``).
+Pure compute: ``losses`` (the methods' losses from one pass's pooled per-layer embeddings), ``data``
+(training pairs from the lab's datasets), ``loop`` (config, optimizer, fitting), ``card``
+(training_card.json and the separate-run manifest). Running a job end to end, with its run row and
+registration, is ``core.lab.training``; the command line is ``core.cli.train``.
 
 Example::
 
-    from core.training import TrainConfig, train
-    result = train(TrainConfig(output_dir="out/sb", method="starbucks", max_steps=5))
+    from core.lab.store import open_store
+    from core.lab.training import train
+    from core.training import TrainConfig
+    result = train(TrainConfig(output_dir="out/sb", method="starbucks", max_steps=5), session_factory=open_store())
     result.models[0].path  # the new sentence-transformers folder
 """
 
@@ -23,7 +25,6 @@ from core.training.loop import (
     TrainResult,
     parse_pairs,
     resolve_pairs,
-    train,
 )
 
 __all__ = [
@@ -35,5 +36,4 @@ __all__ = [
     "TrainingError",
     "parse_pairs",
     "resolve_pairs",
-    "train",
 ]

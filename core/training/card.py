@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common.errors import LabError
+
 CARD_FILE = "training_card.json"
 CARD_FORMAT = "mlab-training-card"
 CARD_VERSION = 1
@@ -22,7 +24,7 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "mlab-separate-manifest"
 
 
-class TrainingCardError(ValueError):
+class TrainingCardError(LabError):
     """A training card or manifest that is missing, malformed or of an unknown version."""
 
 

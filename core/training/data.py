@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import LabError
 from core import datasets
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(LabError):
     """A dataset that cannot be trained on (wrong kind, no train split, too few examples)."""
 
 

@@ -19,36 +19,34 @@ checkpoint; only finished folders are registered in the database (with a ``runs`
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import random
 import shutil
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core import checkpoints, settings
-from core.training import card as cards
+from common.errors import LabError
+from common.processes import pid_alive
+from core import checkpoints
 from core.training import data as training_data
 from core.training import losses
 
 if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
-    from sqlalchemy.orm import Session, sessionmaker
 
 METHODS: tuple[str, ...] = ("starbucks", "2dmse", "mrl", "full", "separate")
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
 StopFn = Callable[[], bool]  # True = cancel now (checked before every step)
 
 
-class TrainingError(ValueError):
+class TrainingError(LabError):
     """A training request that cannot run (bad method, pairs, hyper-parameter or output folder)."""
 
 
@@ -194,30 +192,20 @@ def resolve_pairs(
     return chosen
 
 
-def _total_steps(config: TrainConfig, n_examples: int) -> int:
+def total_steps(config: TrainConfig, n_examples: int) -> int:
     if config.max_steps is not None:
         return config.max_steps
     return config.epochs * training_data.steps_per_epoch(n_examples, config.batch_size)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _prepare_output(output_dir: Path) -> Path:
+def prepare_output(output_dir: Path) -> Path:
     """Refuse a non-empty output folder; return the hidden work folder beside it."""
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise TrainingError(f"output folder {str(output_dir)!r} already exists and is not empty")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in output_dir.parent.glob(f".{output_dir.name}.partial-*"):  # left by a killed run
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     work = output_dir.parent / f".{output_dir.name}.partial-{os.getpid()}"
     if work.exists():
@@ -444,17 +432,17 @@ def fit(
 # ------------------------------------------------------------------------------------ the run
 
 
-def _base_display(info: checkpoints.CheckpointInfo) -> str:
+def base_display(info: checkpoints.CheckpointInfo) -> str:
     return info.name if info.kind != "local" else (info.label or Path(info.name).name)
 
 
-def _provenance(info: checkpoints.CheckpointInfo, dataset_fp: str) -> dict[str, Any]:
+def run_provenance(info: checkpoints.CheckpointInfo, dataset_fp: str) -> dict[str, Any]:
     from core import provenance
 
     return provenance.collect_provenance(info.to_dict(), dataset_fp)
 
 
-def _card(
+def training_card(
     config: TrainConfig,
     objective: Objective,
     pairs: tuple[tuple[int, int], ...],
@@ -466,10 +454,10 @@ def _card(
     wall_time_s: float,
     curve: list[float],
 ) -> dict[str, Any]:
-    label = f"{config.method} (from {_base_display(base)})"
+    label = f"{config.method} (from {base_display(base)})"
     if config.method == "separate":
         layer, dim = objective.pairs[0]
-        label = f"separate {layer}x{dim} (from {_base_display(base)})"
+        label = f"separate {layer}x{dim} (from {base_display(base)})"
     return {
         "label": label,
         "method": config.method,
@@ -504,157 +492,3 @@ def _card(
         "wall_time_s": round(wall_time_s, 3),
         "loss_curve": [round(v, 6) for v in curve],
     }
-
-
-def train(
-    config: TrainConfig,
-    progress: ProgressFn | None = None,
-    should_stop: StopFn | None = None,
-    session_factory: sessionmaker[Session] | None = None,
-) -> TrainResult:
-    """Run a training job end to end: validate, train, save, write cards, register. See the module doc.
-
-    ``progress(step, total, loss)`` is called after every optimizer step (steps count across all
-    models of a ``separate`` run). Raises ``TrainingError`` for a bad request before any work,
-    ``TrainingCancelled`` when ``should_stop()`` turned true; in both cases nothing is saved.
-    """
-    from core.training import registry
-
-    settings.ensure_writable("training a checkpoint")
-    check_config(config)
-    output_dir = Path(config.output_dir).expanduser().resolve()
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise TrainingError(f"output folder {str(output_dir)!r} already exists and is not empty")
-    loaded = checkpoints.load(config.base)
-    info = loaded.info
-    pairs = resolve_pairs(config.pairs, info.num_layers, info.embedding_dim)
-    examples = training_data.load_examples(config.dataset, limit=config.limit)
-    steps_each = _total_steps(config, len(examples))
-    models_pairs: list[tuple[int, int] | None] = list(pairs) if config.method == "separate" else [None]
-    grand_total = steps_each * len(models_pairs)
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    provenance = _provenance(info, examples.fingerprint)
-    params = {
-        "method": config.method,
-        "pairs": [list(p) for p in pairs],
-        "config": {k: v for k, v in asdict(config).items() if k != "register"},
-    }
-
-    factory = None
-    run_id: int | None = None
-    if config.register:
-        from storage import db
-
-        factory = session_factory or db.init_db()
-        run_id = registry.start_train_run(
-            factory, info, examples.spec, examples.fingerprint, params, grand_total, provenance
-        )
-    recorder = (
-        registry.ProgressRecorder(factory, run_id) if factory is not None and run_id is not None else None
-    )
-    work = _prepare_output(output_dir)
-    status, error = "failed", None
-    saved: list[tuple[Path, SentenceTransformer, dict[str, Any], tuple[int, int] | None]] = []
-    curve_all: list[float] = []
-    try:
-        for index, pair in enumerate(models_pairs):
-            offset = index * steps_each
-
-            def on_step(step: int, loss: float, offset: int = offset) -> None:
-                if progress is not None:
-                    progress(offset + step, grand_total, loss)
-                if recorder is not None:
-                    recorder(offset + step, grand_total)
-
-            if pair is None:
-                model = copy.deepcopy(loaded.model)
-                objective = objective_for(
-                    config, pairs, info.num_layers, info.embedding_dim, examples.base_loss
-                )
-                folder = work
-            else:
-                from core.submodels import truncated_copy
-
-                model = truncated_copy(loaded.model, pair[0])
-                objective = objective_for(config, (pair,), pair[0], info.embedding_dim, examples.base_loss)
-                folder = work / f"layer{pair[0]}-dim{pair[1]}"
-            if config.max_length is not None:
-                model.max_seq_length = config.max_length
-            curve = fit(model, objective, examples, config, steps_each, on_step, should_stop)
-            curve_all.extend(curve)
-            folder.mkdir(parents=True, exist_ok=True)
-            model.save(str(folder), create_model_card=False)
-            card = _card(
-                config,
-                objective,
-                pairs if pair is None else (pair,),
-                info,
-                examples,
-                steps_each,
-                provenance,
-                started,
-                time.perf_counter() - t0,
-                curve,
-            )
-            if pair is not None:
-                card["separate"] = {"layer": pair[0], "dim": pair[1], "run_pairs": [list(p) for p in pairs]}
-            cards.save_card(folder, card)
-            saved.append((folder, model, card, pair))
-        if config.method == "separate":
-            cards.save_manifest(
-                work,
-                {
-                    "method": "separate",
-                    "base_checkpoint": info.name,
-                    "pairs": [list(p) for p in pairs],
-                    "models": [{"layer": p[0], "dim": p[1], "folder": f.name} for f, _, _, p in saved if p],
-                },
-            )
-        if output_dir.exists():
-            output_dir.rmdir()  # checked empty above
-        os.replace(work, output_dir)
-        status = "completed"
-    except TrainingCancelled:
-        status = "cancelled"
-        raise
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        if status != "completed":
-            shutil.rmtree(work, ignore_errors=True)
-        if factory is not None and run_id is not None and status != "completed":
-            registry.finish_train_run(factory, run_id, status, error)
-
-    models: list[TrainedModel] = []
-    wall = time.perf_counter() - t0
-    try:
-        for folder, model, card, pair in saved:
-            final = output_dir / folder.relative_to(work) if folder != work else output_dir
-            card["wall_time_s"] = round(wall, 3)
-            cards.save_card(final, card)
-            described = registry.describe_trained(final, model)
-            models.append(TrainedModel(final, described.fingerprint, card, pair))
-            if factory is not None:
-                registry.register_trained(factory, described, card)
-        if config.method == "separate":
-            manifest = cards.load_manifest(output_dir)
-            by_folder = {m.path.name: m.fingerprint for m in models}
-            for entry in manifest["models"]:
-                entry["fingerprint"] = by_folder[entry["folder"]]
-            cards.save_manifest(
-                output_dir, {k: v for k, v in manifest.items() if k not in {"format", "version"}}
-            )
-    except BaseException as exc:
-        if factory is not None and run_id is not None:
-            registry.finish_train_run(factory, run_id, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    if factory is not None and run_id is not None:
-        if recorder is not None:
-            recorder(grand_total, grand_total, force=True)
-        registry.finish_train_run(factory, run_id, "completed")
-    return TrainResult(output_dir, models, run_id, wall, curve_all)

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from common.errors import LabError
+
 Columns = Sequence[dict[int, Tensor]]  # columns[c][layer] -> (batch, width) pooled embeddings
 BaseLoss = Callable[[Sequence[Tensor], Tensor], Tensor]  # ([col0, col1], labels) -> scalar
 
@@ -47,7 +49,7 @@ KL_MODES: tuple[str, ...] = ("embedding", "similarity")
 LAYER_WEIGHTINGS: tuple[str, ...] = ("uniform", "log", "linear")
 
 
-class LossConfigError(ValueError):
+class LossConfigError(LabError):
     """A loss option out of range (unknown base loss, KL mode, weighting, negative weight...)."""
 
 

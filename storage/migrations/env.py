@@ -3,7 +3,7 @@
 Run programmatically by ``storage.db.migrate``/``init_db`` (which passes an open connection in
 ``config.attributes["connection"]``), or from the command line with the repo's ``alembic.ini``
 (``alembic revision --autogenerate -m "..."``, ``alembic upgrade head``), where the URL comes from
-``core.settings.database_url()`` unless ``sqlalchemy.url`` is set.
+``common.settings.database_url()`` unless ``sqlalchemy.url`` is set.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # the alembic CLI does not put the repo on sys.path
     sys.path.insert(0, str(_ROOT))
 
-from core import settings  # noqa: E402
+from common import settings  # noqa: E402
 from storage import db  # noqa: E402
 from storage.models import Base  # noqa: E402
 

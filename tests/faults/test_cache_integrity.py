@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from core import checkpoints, evaluate, submodels
+from core import checkpoints, submodels
+from core.lab import evaluate
+from core.lab.store import open_store
 from core.submodels import EmbeddingCache
 from storage import db, repository
 from tests.faults import support
@@ -44,7 +46,7 @@ def _entries(cache_root: Path) -> list[Path]:
 
 
 def _first_run(tiny: Path, sts: Path, cache: EmbeddingCache) -> evaluate.GridReport:
-    report = evaluate.evaluate_grid(str(tiny), str(sts), dims=DIMS, cache=cache)
+    report = evaluate.evaluate_grid(str(tiny), str(sts), dims=DIMS, cache=cache, session_factory=open_store())
     assert report.encoded_texts > 0
     return report
 
@@ -104,13 +106,15 @@ def test_damaged_cache_entry_is_detected_and_recomputed(
     assert len(entries) == 3  # layers 0, 1, 2 of the unique sentences
     for npy in entries:
         damage(npy)
-    again = evaluate.evaluate_grid(str(tiny), str(sts), dims=DIMS, cache=cache, recompute=True)
+    again = evaluate.evaluate_grid(
+        str(tiny), str(sts), dims=DIMS, cache=cache, recompute=True, session_factory=open_store()
+    )
     assert again.encoded_texts == first.encoded_texts  # damaged entries were not used: re-encoded
     assert _values(again) == pytest.approx(_values(first), abs=1e-6)
     for npy in _entries(cache.root):  # and replaced by valid entries
         meta = json.loads(npy.with_suffix(".json").read_text())
         assert cache.get(meta["key"]) is not None
-    third = evaluate.evaluate_grid(str(tiny), str(sts), dims=[16], cache=cache)
+    third = evaluate.evaluate_grid(str(tiny), str(sts), dims=[16], cache=cache, session_factory=open_store())
     assert third.encoded_texts == 0  # the repaired cache is used again
 
 
@@ -135,7 +139,9 @@ def test_entry_copied_from_another_checkpoint_is_refused(tmp_path: Path, sts: Pa
         shutil.copy(src_npy, dst_npy)
         shutil.copy(src_meta, dst_meta)
         assert cache.get(key_b) is None  # the sidecar's key names checkpoint a: refused
-    report_b = evaluate.evaluate_grid(str(second), str(sts), dims=DIMS, cache=cache)
+    report_b = evaluate.evaluate_grid(
+        str(second), str(sts), dims=DIMS, cache=cache, session_factory=open_store()
+    )
     assert report_b.encoded_texts == report_a.encoded_texts
     clean = evaluate.evaluate_grid(
         str(second),
@@ -161,7 +167,9 @@ def test_cache_of_another_format_version_is_not_reused(
     monkeypatch.setattr(submodels, "CACHE_FORMAT_VERSION", 0)  # entries written by an older lab
     old = _first_run(tiny, sts, cache)
     monkeypatch.setattr(submodels, "CACHE_FORMAT_VERSION", 1)
-    new = evaluate.evaluate_grid(str(tiny), str(sts), dims=DIMS, cache=cache, recompute=True)
+    new = evaluate.evaluate_grid(
+        str(tiny), str(sts), dims=DIMS, cache=cache, recompute=True, session_factory=open_store()
+    )
     assert new.encoded_texts == old.encoded_texts  # keys differ by format: nothing reused
     assert _values(new) == pytest.approx(_values(old), abs=1e-6)
 
@@ -181,7 +189,7 @@ def test_weights_changed_after_evaluation_give_new_results_never_the_old(
     save_file(tensors, str(weights), metadata={"format": "pt"})
     assert weights.stat().st_size == size
 
-    after = evaluate.evaluate_grid(str(tiny), str(sts), dims=DIMS, cache=cache)
+    after = evaluate.evaluate_grid(str(tiny), str(sts), dims=DIMS, cache=cache, session_factory=open_store())
     assert after.checkpoint.fingerprint != before.checkpoint.fingerprint
     assert after.computed == len(after.frame) // 2 and after.reused == 0  # nothing reused
     assert after.encoded_texts > 0  # the old embeddings were not reused either
@@ -195,7 +203,7 @@ def test_weights_changed_after_evaluation_give_new_results_never_the_old(
     )
     assert _values(after) == pytest.approx(_values(clean), abs=1e-6)
     # Both versions stay in the database under their own fingerprints; the old numbers are kept.
-    with db.init_db()() as s:
+    with open_store()() as s:
         fingerprints = {r.fingerprint for r in repository.list_checkpoints(s)}
         old_frame = repository.results_frame(s, checkpoint_fp=before.checkpoint.fingerprint)
     assert fingerprints == {before.checkpoint.fingerprint, after.checkpoint.fingerprint}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import evaluate
+from core.lab import evaluate
 from core.submodels import EmbeddingCache
 from storage import db, repository
 from tests.faults import support

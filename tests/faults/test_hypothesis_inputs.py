@@ -511,7 +511,7 @@ def _table_counts(database: Path) -> tuple:
 def test_cli_arguments_give_one_error_line_or_a_correct_answer(
     data: st.DataObject, cli_inputs: dict[str, str], lab_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core import cli
+    from core.cli import main as cli
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub-looking name fails at once, offline
     argv = data.draw(cli_argv(cli_inputs))

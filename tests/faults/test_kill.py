@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import evaluate
+from core.lab import evaluate
 from core.submodels import EmbeddingCache
 from storage import db, repository
 from tests.faults import support
@@ -123,7 +123,7 @@ def test_kill9_mid_grid_keeps_db_consistent_and_resume_equals_clean_run(tiny: Pa
 
 def _train_module() -> str:
     """``core`` when ``python -m core train`` is wired, else the training CLI's own entry point."""
-    from core import cli
+    from core.cli import main as cli
 
     parser = cli.build_parser()
     subcommands = next(a for a in parser._actions if a.dest == "command").choices  # type: ignore[union-attr]

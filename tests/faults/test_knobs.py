@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import cli
+from core.cli import main as cli
 from tests.faults import support
 from tests.pagedata import STS_DATASET, Lab, build_lab
 from tests.tinymodel import build_tiny_checkpoint

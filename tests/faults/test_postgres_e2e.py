@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from core import cli, evaluate
+from core.cli import main as cli
+from core.lab import evaluate
+from core.lab.store import open_store
 from core.submodels import EmbeddingCache
 from storage import db
 from tests.faults import support
@@ -51,9 +53,13 @@ def test_evaluate_and_results_on_postgres_unchanged(
     sts = support.write_sts(tmp_path / "pairs.tsv", 30)
 
     # In-process, with no session factory given: the engine finds the database from the setting alone.
-    report = evaluate.evaluate_grid(str(tiny), str(sts), dims=[8, 32], precisions=["float32", "int8"])
+    report = evaluate.evaluate_grid(
+        str(tiny), str(sts), dims=[8, 32], precisions=["float32", "int8"], session_factory=open_store()
+    )
     assert report.computed == 2 * 2 * 2 and report.run_id is not None
-    again = evaluate.evaluate_grid(str(tiny), str(sts), dims=[8, 32], precisions=["float32", "int8"])
+    again = evaluate.evaluate_grid(
+        str(tiny), str(sts), dims=[8, 32], precisions=["float32", "int8"], session_factory=open_store()
+    )
     assert again.computed == 0 and again.encoded_texts == 0  # stored on PostgreSQL, read back
 
     # The CLI in a subprocess, configured only by the environment (another grid of the same checkpoint).

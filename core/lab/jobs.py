@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import settings
+from common import settings
+from common.processes import pid_alive
 from core.training import loop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -158,23 +159,11 @@ def start_job(config: loop.TrainConfig, threads: int | None = None) -> TrainJob:
 
 
 def _alive(pid: int | None) -> bool:
-    """Whether ``pid`` still runs (children of this process are reaped, so they never linger as zombies)."""
-    if pid is None:
-        return False
-    child = _children.get(pid)
+    """Whether ``pid`` still runs (children of this process are polled, so they never linger as zombies)."""
+    child = _children.get(pid) if pid is not None else None
     if child is not None:
         return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return pid_alive(pid)
 
 
 def read_job(folder: str | Path) -> TrainJob:

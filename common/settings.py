@@ -17,6 +17,8 @@ from pathlib import Path
 
 import platformdirs
 
+from common.errors import LabError
+
 APP_NAME = "matryoshka-lab"
 
 
@@ -61,7 +63,7 @@ def hub_timeout_s() -> float:
         return 3.0
 
 
-class ReadOnlyError(PermissionError):
+class ReadOnlyError(LabError):
     """Raised by core when a write is attempted in read-only demo mode."""
 
 

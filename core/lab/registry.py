@@ -4,19 +4,19 @@ The app's Home sidebar uses these: a checkpoint is loaded (which validates it, f
 describes its shape) and a dataset is parsed (which validates every line) before anything is stored.
 Both refuse in read-only demo mode (``settings.ensure_writable``), whatever the UI shows.
 
-Out of scope: evaluation (core/evaluate registers what it evaluates by itself).
+Out of scope: evaluation (core.lab.evaluate registers what it evaluates by itself).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from core import checkpoints, datasets, settings
+from sqlalchemy.orm import Session, sessionmaker
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from storage.repository import CheckpointRecord, DatasetRecord
+from common import settings
+from core import checkpoints, datasets
+from storage import repository
+from storage.repository import CheckpointRecord, DatasetRecord
 
 
 def checkpoint_values(info: checkpoints.CheckpointInfo) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def dataset_values(spec: datasets.DatasetSpec) -> dict[str, Any]:
 
 
 def register_checkpoint(
-    checkpoint: str | checkpoints.CheckpointSpec, session_factory: sessionmaker[Session] | None = None
+    checkpoint: str | checkpoints.CheckpointSpec, *, session_factory: sessionmaker[Session]
 ) -> CheckpointRecord:
     """Load ``checkpoint`` (folder, hub id@rev or ``default``) and store its description.
 
@@ -61,28 +61,22 @@ def register_checkpoint(
         ReadOnlyError: in read-only demo mode.
         CheckpointError: the checkpoint cannot be found or loaded (the message says why).
     """
-    from storage import db, repository
-
     settings.ensure_writable("registering a checkpoint")
     loaded = checkpoints.load(checkpoint)
-    factory = session_factory or db.init_db()
+    factory = session_factory
     with factory() as s, s.begin():
         return repository.upsert_checkpoint(s, **checkpoint_values(loaded.info))
 
 
-def register_dataset(
-    spec: datasets.DatasetSpec, session_factory: sessionmaker[Session] | None = None
-) -> DatasetRecord:
+def register_dataset(spec: datasets.DatasetSpec, *, session_factory: sessionmaker[Session]) -> DatasetRecord:
     """Validate a dataset and store its description.
 
     Raises:
         ReadOnlyError: in read-only demo mode.
         DatasetError: a malformed file (the message names the file and line).
     """
-    from storage import db, repository
-
     settings.ensure_writable("registering a dataset")
     values = dataset_values(spec)
-    factory = session_factory or db.init_db()
+    factory = session_factory
     with factory() as s, s.begin():
         return repository.upsert_dataset(s, **values)

@@ -1,4 +1,4 @@
-"""``python -m core train``: the command-line face of ``core.training.train``.
+"""``python -m core train``: the command-line face of ``core.lab.training.train``.
 
 Contract: ``python -m core train --base CKPT --method METHOD --dataset DS --output DIR [--pairs 1:32,...]
 [--epochs N] [--max-steps N] [--batch-size N] [--seed N]`` (+ the options below). The new checkpoint's
@@ -24,16 +24,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm import tqdm
+
+from common.errors import LabError
+from core.lab.store import open_store
+from core.lab.training import train
+from core.training.loop import METHODS, TrainConfig, TrainingCancelled, parse_pairs
+
 PROGRESS_EVERY_S = 0.5
 
 
-def add_train_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Add the ``train`` subcommand to a ``python -m core`` subparsers object."""
-    from core.training import loop
-
     p = subparsers.add_parser("train", help="fine-tune a 2D Matryoshka checkpoint (starbucks, 2dmse, ...)")
     p.add_argument("--base", default="default", help="base checkpoint: 'default', a folder or org/name[@rev]")
-    p.add_argument("--method", choices=loop.METHODS, default="starbucks", help="training method")
+    p.add_argument("--method", choices=METHODS, default="starbucks", help="training method")
     p.add_argument(
         "--dataset", default="stsb-train", help="STS tsv (CoSENT) or BEIR folder with qrels/train.tsv"
     )
@@ -73,16 +79,14 @@ def add_train_parser(subparsers: Any) -> None:
     p.set_defaults(handler=run_train, keys=None)
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The ``TrainConfig`` of parsed arguments."""
-    from core.training import loop
-
-    return loop.TrainConfig(
+    return TrainConfig(
         output_dir=args.output,
         base=args.base,
         method=args.method,
         dataset=args.dataset,
-        pairs=loop.parse_pairs(args.pairs),
+        pairs=parse_pairs(args.pairs),
         epochs=args.epochs,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
@@ -148,56 +152,20 @@ class ProgressFile:
         os.replace(tmp, self.path)
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    from core import checkpoints, datasets, settings, submodels
-    from core.training import card, data, loop, losses
-
-    errors: list[type[BaseException]] = [
-        loop.TrainingError,
-        data.TrainingDataError,
-        card.TrainingCardError,
-        losses.LossConfigError,
-        checkpoints.CheckpointError,
-        datasets.DatasetError,
-        settings.ReadOnlyError,
-        submodels.SubModelError,
-    ]
-    with contextlib.suppress(ImportError):
-        from storage import db
-
-        errors.append(db.StorageError)
-    return tuple(errors)
-
-
-class TrainCommandError(ValueError):
+class TrainCommandError(LabError):
     """A train command that failed for a reason the user can act on (the message is the error line)."""
 
 
 def run_train(args: argparse.Namespace) -> None:
-    """Train, print the new checkpoint's folder as the last stdout line; raise on user mistakes.
-
-    Errors the user can fix are re-raised as the CLI's ``UsageError`` (one ``error:`` line, exit 2)
-    when ``core.cli`` is present, else as ``TrainCommandError``.
-    """
-    from core.training import loop
-
-    error_type: type[Exception] = TrainCommandError
-    with contextlib.suppress(ImportError):
-        from core.cli import UsageError
-
-        error_type = UsageError
+    """Train, print the new checkpoint's folder as the last stdout line; raise ``LabError`` on user mistakes."""
     output = str(Path(args.output).expanduser().resolve())
     progress_file = ProgressFile(args.progress_file, output, args.method) if args.progress_file else None
     bar: Any = None
     try:
         config = config_from_args(args)
         if args.threads:
-            import torch
-
             torch.set_num_threads(args.threads)
         if not args.quiet:
-            from tqdm import tqdm
-
             bar = tqdm(total=0, desc=f"train {args.method}", unit="step", file=sys.stderr, leave=False)
 
         def progress(step: int, total: int, loss: float) -> None:
@@ -212,15 +180,20 @@ def run_train(args: argparse.Namespace) -> None:
             return bool(args.cancel_file) and Path(args.cancel_file).exists()
 
         with contextlib.redirect_stdout(sys.stderr):
-            result = loop.train(config, progress=progress, should_stop=should_stop)
-    except loop.TrainingCancelled as exc:
+            result = train(
+                config,
+                progress=progress,
+                should_stop=should_stop,
+                session_factory=open_store() if config.register else None,
+            )
+    except TrainingCancelled as exc:
         if progress_file is not None:
             progress_file.finish("cancelled", str(exc))
-        raise error_type(str(exc)) from exc
-    except _user_error_types() as exc:
+        raise TrainCommandError(str(exc)) from exc
+    except LabError as exc:
         if progress_file is not None:
             progress_file.finish("failed", str(exc))
-        raise error_type(str(exc)) from exc
+        raise
     except KeyboardInterrupt:
         if progress_file is not None:
             progress_file.finish("interrupted", "interrupted")
@@ -240,20 +213,3 @@ def run_train(args: argparse.Namespace) -> None:
     for model in result.models:
         print(f"{model.card['label']}: {model.path} ({model.fingerprint})", file=sys.stderr)
     print(result.output_dir, flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m core.training.cli ...``), for use before ``core.cli`` wires ``train``."""
-    parser = argparse.ArgumentParser(prog="python -m core.training.cli")
-    add_train_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        args.handler(args)
-    except (TrainCommandError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -27,22 +27,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sqlalchemy.orm import Session, sessionmaker
 
+from common.errors import LabError
 from core import datasets, metrics, significance
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
+from storage import repository
 
 SNIPPET_CHARS = 160
 MAX_RELEVANT_SHOWN = 5
 
 
-class InsightError(ValueError):
+class InsightError(LabError):
     """A view that cannot be built: missing per-item scores, changed dataset files, mismatched items."""
 
 
@@ -91,17 +90,9 @@ def _statistic(dataset_kind: str, metric: str) -> str:
     return "pearson" if metric == "cosine_pearson" else "spearman"
 
 
-def _factory(session_factory: sessionmaker[Session] | None) -> sessionmaker[Session]:
-    from storage import db
-
-    return session_factory or db.init_db()
-
-
 def _load_items(
     factory: sessionmaker[Session], dataset_fp: str, split: str, cell: CellRef, kind: str
 ) -> tuple[list[str], np.ndarray]:
-    from storage import repository
-
     with factory() as s:
         found = repository.get_item_scores(
             s,
@@ -135,10 +126,11 @@ def paired_scores(
     cell: CellRef,
     baseline: CellRef,
     metric: str,
-    session_factory: sessionmaker[Session] | None = None,
+    *,
+    session_factory: sessionmaker[Session],
 ) -> PairedScores:
     """Both cells' stored per-item scores aligned on shared items (cell's order), with STS gold labels."""
-    factory = _factory(session_factory)
+    factory = session_factory
     kind = item_kind(spec.kind, metric)
     ids_a, values_a = _load_items(factory, dataset_fp, spec.split, cell, kind)
     ids_b, values_b = _load_items(factory, dataset_fp, spec.split, baseline, kind)
@@ -165,14 +157,15 @@ def compare_cells(
     metric: str,
     n_resamples: int = significance.DEFAULT_RESAMPLES,
     seed: int = 0,
-    session_factory: sessionmaker[Session] | None = None,
+    *,
+    session_factory: sessionmaker[Session],
 ) -> dict[str, significance.PairedResult]:
     """Paired bootstrap and randomization tests of ``metric(cell) - metric(baseline)`` on shared items.
 
     STS: the statistic is the correlation with gold recomputed on each resample (Spearman for
     ``cosine_spearman``, Pearson for ``cosine_pearson``); retrieval: the mean of per-query ``metric``.
     """
-    paired = paired_scores(spec, dataset_fp, cell, baseline, metric, session_factory)
+    paired = paired_scores(spec, dataset_fp, cell, baseline, metric, session_factory=session_factory)
     return significance.paired_tests(
         paired.a,
         paired.b,
@@ -241,7 +234,8 @@ def item_losses(
     baseline: CellRef,
     metric: str | None = None,
     top: int | None = None,
-    session_factory: sessionmaker[Session] | None = None,
+    *,
+    session_factory: sessionmaker[Session],
 ) -> pd.DataFrame:
     """Items where ``cell`` loses most against ``baseline``, worst first (see the module docstring).
 
@@ -250,7 +244,7 @@ def item_losses(
     documents as ``id (grade): text``). ``top`` keeps the first rows; ties keep item order.
     """
     metric = metric or metrics.MAIN_SCORE[spec.kind]
-    paired = paired_scores(spec, dataset_fp, cell, baseline, metric, session_factory)
+    paired = paired_scores(spec, dataset_fp, cell, baseline, metric, session_factory=session_factory)
     _check_files(spec, dataset_fp)
     data = datasets.load_dataset(spec)
     if isinstance(data, datasets.STSData):
@@ -316,7 +310,8 @@ def diagonal_significance(
     row_labels: Sequence[str],
     n_resamples: int = 2000,
     seed: int = 0,
-    session_factory: sessionmaker[Session] | None = None,
+    *,
+    session_factory: sessionmaker[Session],
 ) -> pd.DataFrame:
     """Paired randomization test of every column against ``baseline``, row by row of a per-size table.
 
@@ -340,7 +335,14 @@ def diagonal_significance(
             else:
                 try:
                     result = compare_cells(
-                        spec, dataset_fp, cells[i], base_cells[i], metric, n_resamples, seed, session_factory
+                        spec,
+                        dataset_fp,
+                        cells[i],
+                        base_cells[i],
+                        metric,
+                        n_resamples,
+                        seed,
+                        session_factory=session_factory,
                     )["randomization"]
                 except (InsightError, significance.SignificanceError) as exc:
                     row["note"] = str(exc)

@@ -1,0 +1,55 @@
+"""The ``python -m core`` parser and entry point: one subcommand module each, one error convention.
+
+A ``LabError`` (any user mistake) prints one ``error: ...`` line on stderr and exits 2, as do argument
+mistakes; anything else is a bug and ends with its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# Quiet third-party chatter before they are imported.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from common.errors import LabError
+from core.cli import cost, grid, train
+from core.cli.output import print_rows
+
+SUBCOMMAND_MODULES = (grid, cost, train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m core`` argument parser."""
+    parser = argparse.ArgumentParser(prog="python -m core", description="Matryoshka Lab engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMAND_MODULES:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rows: Any = args.handler(args)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted (stored cells are kept; run the same command again to resume)",
+            file=sys.stderr,
+        )
+        return 130
+    if rows is None:
+        return 0
+    fmt = getattr(args, "format", None) or ("json" if getattr(args, "json", False) else "table")
+    print_rows(rows, fmt, args.keys if fmt != "json" else None)
+    return 0
