@@ -9,7 +9,7 @@ Out of scope: computing the tables (core/views) and image export (plotly's toolb
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -134,12 +134,51 @@ def grid_heatmap(
     return fig
 
 
-def delta_heatmap(delta: pd.DataFrame, *, metric: str = "", title: str = "") -> go.Figure:
-    """B - A heatmap on a diverging scale centred at zero (red: B worse, blue: B better)."""
+def chart_title(what: str, dataset: str, metric: str, precision: str | None = None) -> str:
+    """A chart title that still says what it shows when pasted into a slide.
+
+    >>> chart_title("default", "stsb-test", "cosine_spearman", "int8")
+    'default: cosine Spearman on stsb-test (int8)'
+    """
+    return f"{what}: {metric_label(metric)} on {dataset}" + (f" ({precision})" if precision else "")
+
+
+def signed(value: float, digits: int = 4) -> str:
+    """``+0.0123`` / ``-0.0123``; a value that rounds to zero is ``0.0000``, never ``-0.0000``.
+
+    >>> signed(-0.00001), signed(0.01234, 3), signed(-0.5, 2)
+    ('0.0000', '+0.012', '-0.50')
+    """
+    if not np.isfinite(value):
+        return ""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0.0 else text
+
+
+def delta_heatmap(
+    delta: pd.DataFrame,
+    *,
+    metric: str = "",
+    title: str = "",
+    marks: Mapping[Cell, str] | None = None,
+) -> go.Figure:
+    """B - A heatmap on a diverging scale centred at zero (red: B worse, blue: B better).
+
+    ``marks`` appends a symbol to single cells, keyed by (layer, dim): the significance marks.
+    """
     finite = delta.to_numpy(dtype="float64")
     bound = float(np.nanmax(np.abs(finite))) if np.isfinite(finite).any() else 1.0
     bound = bound or 1e-9
-    text = [[f"{v:+.3f}" if np.isfinite(v) else "" for v in row] for row in finite]
+    marks = marks or {}
+    text = [
+        [
+            (signed(v, 3) + (f" {marks[(int(k), int(d))]}" if (int(k), int(d)) in marks else ""))
+            if np.isfinite(v)
+            else ""
+            for v, d in zip(row, delta.columns, strict=True)
+        ]
+        for row, k in zip(finite, delta.index, strict=True)
+    ]
     fig = go.Figure(
         go.Heatmap(
             z=finite,

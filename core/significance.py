@@ -1,7 +1,8 @@
 """Paired significance of the difference between two systems scored on the same items.
 
 Two systems A and B (two cells, or two checkpoints) scored on the same STS pairs or the same judged
-queries. The statistic is ``score(A) - score(B)``:
+queries. The statistic is ``score(B) - score(A)`` (one convention everywhere: A is the baseline, a
+positive difference means B is better):
 
 - STS (``gold`` given): the correlation of each system's per-pair similarities with the gold scores,
   ``spearman`` (the main score; average ranks for ties, as scipy) or ``pearson``;
@@ -15,12 +16,20 @@ Two tests, both two-sided, seeded (same seed, same answer) and vectorised in num
   ``scipy.stats.bootstrap(..., paired=True, method='percentile')`` gives with the same generator and
   ``batch``. Its p-value tests "no difference" with the shifted bootstrap distribution (Efron &
   Tibshirani 1993, sec. 16.4; Berg-Kirkpatrick et al. 2012): ``(1 + #{|d*_b - d| >= |d|}) / (B + 1)``.
-- :func:`paired_randomization`: under "A and B are exchangeable", each item's two scores are swapped
-  with probability 1/2 (for a mean: the sign of the per-item difference flips); the p-value is
-  scipy's ``permutation_test(..., permutation_type='samples')`` definition (two-sided = twice the
-  smaller tail, +1 correction when sampled; exact enumeration of all ``2**n`` swaps when that is no
-  more than ``n_resamples``). A permutation test has no interval of its own for a correlation
-  difference, so its result carries the paired-bootstrap percentile interval (same seed).
+- :func:`paired_randomization`: under "A and B are exchangeable", each item's two values are swapped
+  with probability 1/2; the p-value is scipy's ``permutation_test(..., permutation_type='samples')``
+  definition (two-sided = twice the smaller tail, +1 correction when sampled; exact enumeration of all
+  ``2**n`` swaps when that is no more than ``n_resamples``). A permutation test has no interval of its
+  own for a correlation difference, so its result carries the paired-bootstrap percentile interval.
+
+  **The swapped values are scale-free.** Two models' raw cosine similarities live on different scales
+  (one model's pairs around 0.6, the other's around 0.75), so swapping raw similarities mixes the
+  scales and the null is not "A and B are exchangeable" (on STS-B, a real difference got p = 0.34
+  from a raw swap against the bootstrap's 0.045). What is swapped is what the statistic sees:
+  Spearman: each pair's *within-model rank* (A's rank of the pair among A's similarities, B's among
+  B's; ties averaged), then Spearman is recomputed on the swapped vectors; Pearson: each pair's
+  within-model z-score; retrieval: the per-query scores themselves (the sign of each query's
+  difference flips). None of these transforms changes the observed statistic.
 
 Speed: Spearman needs the ranks of every resample. Instead of sorting each resample, every vector is
 sorted once into groups of equal values; a resample is a vector of integer weights over those values
@@ -58,7 +67,7 @@ class SignificanceError(LabError):
 
 @dataclass(frozen=True)
 class PairedResult:
-    """One paired test of ``score(A) - score(B)``.
+    """One paired test of ``score(B) - score(A)`` (``observed``; ``delta`` is the same number).
 
     ``n_resamples`` is the number actually used (``2**n`` for an exact randomization test);
     ``n_valid`` excludes resamples whose statistic is undefined (a constant resample has no correlation).
@@ -68,7 +77,7 @@ class PairedResult:
     statistic: str  # "spearman" | "pearson" | "mean"
     score_a: float
     score_b: float
-    observed: float  # score_a - score_b
+    observed: float  # score_b - score_a (B - A)
     p_value: float
     ci_low: float
     ci_high: float
@@ -78,6 +87,11 @@ class PairedResult:
     n_valid: int
     exact: bool
     seed: int
+
+    @property
+    def delta(self) -> float:
+        """``score_b - score_a``: positive when B scores higher than A."""
+        return self.observed
 
     @property
     def significant(self) -> bool:
@@ -279,14 +293,14 @@ def bootstrap_distribution(
     seed: int = 0,
     chunk: int = DEFAULT_CHUNK,
 ) -> np.ndarray:
-    """``score(A) - score(B)`` on each of ``n_resamples`` paired resamples, shape (n_resamples,).
+    """``score(B) - score(A)`` on each of ``n_resamples`` paired resamples, shape (n_resamples,).
 
     Resamples are drawn as ``rng.integers(0, n, (rows, n))`` in blocks of ``chunk`` rows, as
     ``scipy.stats.bootstrap(..., batch=chunk)`` draws them, so both see the same resamples for a seed.
     """
     left, right, ref, stat = _check(a, b, gold, statistic)
     _check_knobs(n_resamples, 0.5, chunk)
-    return _bootstrap(left, right, ref, stat, n_resamples, seed, chunk)
+    return _bootstrap(right, left, ref, stat, n_resamples, seed, chunk)
 
 
 def _bootstrap_summary(
@@ -317,7 +331,7 @@ def paired_bootstrap(
     confidence: float = 0.95,
     chunk: int = DEFAULT_CHUNK,
 ) -> PairedResult:
-    """Paired bootstrap of ``score(A) - score(B)``: percentile interval and shifted-null p-value.
+    """Paired bootstrap of ``score(B) - score(A)``: percentile interval and shifted-null p-value.
 
     Args:
         a: per-item scores of system A (STS: per-pair similarities; retrieval: a per-query metric).
@@ -329,22 +343,41 @@ def paired_bootstrap(
         confidence: level of the two-sided percentile interval.
         chunk: resamples per vectorised block (memory about 5 * chunk * n * 8 bytes).
 
-    >>> r = paired_bootstrap([0.5, 0.6, 0.7, 0.9], [0.4, 0.6, 0.5, 0.7], n_resamples=2000, seed=1)
-    >>> round(r.observed, 3), r.ci_low >= 0.0
+    >>> r = paired_bootstrap([0.4, 0.6, 0.5, 0.7], [0.5, 0.6, 0.7, 0.9], n_resamples=2000, seed=1)
+    >>> round(r.delta, 3), r.ci_low >= 0.0  # B - A: B is better
     (0.125, True)
     """
     left, right, ref, stat = _check(a, b, gold, statistic)
     _check_knobs(n_resamples, confidence, chunk)
     score_a, score_b = _scores(left, ref, stat), _scores(right, ref, stat)
-    dist = _bootstrap(left, right, ref, stat, n_resamples, seed, chunk)
-    low, high, p_value, n_valid = _bootstrap_summary(dist, score_a - score_b, confidence)
+    dist = _bootstrap(right, left, ref, stat, n_resamples, seed, chunk)
+    low, high, p_value, n_valid = _bootstrap_summary(dist, score_b - score_a, confidence)
     return PairedResult(
-        "bootstrap", stat, score_a, score_b, score_a - score_b, p_value, low, high, confidence,
+        "bootstrap", stat, score_a, score_b, score_b - score_a, p_value, low, high, confidence,
         left.size, n_resamples, n_valid, False, seed,
     )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- randomization
+
+
+def exchangeable_values(scores: ArrayLike, statistic: str) -> np.ndarray:
+    """What the randomization test swaps between two systems: values the statistic sees, on one scale.
+
+    Spearman: the within-system average ranks (1..n); Pearson: the within-system z-scores (a constant
+    system is left as is); mean (retrieval): the per-query scores. The statistic of the returned vector
+    equals the statistic of ``scores``.
+
+    >>> exchangeable_values([0.61, 0.92, 0.75, 0.75], "spearman").tolist()
+    [1.0, 4.0, 2.5, 2.5]
+    """
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    if statistic == "spearman":
+        return _weighted_ranks(_tie_groups(x), np.ones((1, x.size), dtype=np.int64))[0]
+    if statistic == "pearson":
+        spread = float(np.std(x))
+        return (x - float(np.mean(x))) / spread if spread > 0 else x
+    return x
 
 
 def _swap_blocks(n: int, n_resamples: int, seed: int, chunk: int) -> tuple[Iterator[np.ndarray], int, bool]:
@@ -366,6 +399,34 @@ def _swap_blocks(n: int, n_resamples: int, seed: int, chunk: int) -> tuple[Itera
     return sampled(), n_resamples, False
 
 
+def _null_block(
+    left: np.ndarray,
+    right: np.ndarray,
+    ref: np.ndarray | None,
+    stat: str,
+    swap: np.ndarray,
+    rank_groups: _TieGroups | None,
+    gold_rank: np.ndarray | None,
+) -> np.ndarray:
+    """``score(left') - score(right')`` for each row of ``swap`` (rows, n): True where item i's values trade."""
+    rows, n = swap.shape
+    if stat == "mean":
+        diff = left - right  # a swap flips the sign of the item's difference
+        return np.asarray(np.where(swap, -diff, diff).mean(axis=1))
+    if stat == "pearson":
+        xa, xb = np.where(swap, right, left), np.where(swap, left, right)
+        return _correlation_gap(xa, xb, np.broadcast_to(_gold(ref), (rows, n)), None)
+    if rank_groups is None or gold_rank is None:
+        raise SignificanceError("spearman needs rank groups")  # unreachable: _randomization passes them
+    taken = swap.astype(np.int64)
+    weights_a = np.concatenate((1 - taken, taken), axis=1)  # (rows, 2n): which values A holds
+    ranks_a = _weighted_ranks(rank_groups, weights_a)  # (rows, 2n)
+    ranks_b = _weighted_ranks(rank_groups, 1 - weights_a)
+    ra = np.where(swap, ranks_a[:, n:], ranks_a[:, :n])  # rank of the value A holds for item i
+    rb = np.where(swap, ranks_b[:, :n], ranks_b[:, n:])
+    return _correlation_gap(ra, rb, np.broadcast_to(gold_rank, (rows, n)), None)
+
+
 def _randomization(
     left: np.ndarray,
     right: np.ndarray,
@@ -374,34 +435,23 @@ def _randomization(
     n_resamples: int,
     seed: int,
     chunk: int,
-) -> tuple[np.ndarray, bool]:
+) -> tuple[np.ndarray, bool, float]:
+    """Null distribution, whether it is exact, and the unswapped statistic computed the same way (so
+    the identity swap always counts as "as extreme as observed", whatever the rounding)."""
     n = left.size
     blocks, total, exact = _swap_blocks(n, n_resamples, seed, chunk)
     out = np.empty(total, dtype=np.float64)
+    groups = gold_rank = None
     if stat == "spearman":
-        both = _tie_groups(np.concatenate((left, right)))  # the 2n values a system's ranks come from
+        groups = _tie_groups(np.concatenate((left, right)))  # the 2n values a system's ranks come from
         gold_rank = _weighted_ranks(_tie_groups(_gold(ref)), np.ones((1, n), dtype=np.int64))  # (1, n)
+    identity = float(_null_block(left, right, ref, stat, np.zeros((1, n), dtype=bool), groups, gold_rank)[0])
     done = 0
-    for swap in blocks:  # (rows, n) True where item i's two scores trade places
+    for swap in blocks:
         rows = swap.shape[0]
-        if stat == "mean":
-            diff = left - right  # a swap flips the sign of the item's difference
-            out[done : done + rows] = np.where(swap, -diff, diff).mean(axis=1)
-        elif stat == "pearson":
-            xa, xb = np.where(swap, right, left), np.where(swap, left, right)
-            g = np.broadcast_to(_gold(ref), (rows, n))
-            out[done : done + rows] = _correlation_gap(xa, xb, g, None)
-        else:
-            taken = swap.astype(np.int64)
-            weights_a = np.concatenate((1 - taken, taken), axis=1)  # (rows, 2n): which values A holds
-            ranks_a = _weighted_ranks(both, weights_a)  # (rows, 2n)
-            ranks_b = _weighted_ranks(both, 1 - weights_a)
-            ra = np.where(swap, ranks_a[:, n:], ranks_a[:, :n])  # rank of the value A holds for item i
-            rb = np.where(swap, ranks_b[:, :n], ranks_b[:, n:])
-            g = np.broadcast_to(gold_rank, (rows, n))
-            out[done : done + rows] = _correlation_gap(ra, rb, g, None)
+        out[done : done + rows] = _null_block(left, right, ref, stat, swap, groups, gold_rank)
         done += rows
-    return out, exact
+    return out, exact, identity
 
 
 def randomization_distribution(
@@ -414,10 +464,14 @@ def randomization_distribution(
     seed: int = 0,
     chunk: int = DEFAULT_CHUNK,
 ) -> tuple[np.ndarray, bool]:
-    """Null distribution of ``score(A) - score(B)`` under random within-item swaps, and whether it is exact."""
+    """Null distribution of ``score(B) - score(A)`` under random within-item swaps of the scale-free values
+    (:func:`exchangeable_values`), and whether it is exact."""
     left, right, ref, stat = _check(a, b, gold, statistic)
     _check_knobs(n_resamples, 0.5, chunk)
-    return _randomization(left, right, ref, stat, n_resamples, seed, chunk)
+    null, exact, _ = _randomization(
+        exchangeable_values(right, stat), exchangeable_values(left, stat), ref, stat, n_resamples, seed, chunk
+    )
+    return null, exact
 
 
 def _randomization_p_value(null: np.ndarray, observed: float, exact: bool) -> tuple[float, int]:
@@ -443,13 +497,13 @@ def paired_randomization(
     confidence: float = 0.95,
     chunk: int = DEFAULT_CHUNK,
 ) -> PairedResult:
-    """Paired randomization (swap / sign-flip) test of ``score(A) - score(B)``.
+    """Paired randomization (swap / sign-flip) test of ``score(B) - score(A)``.
 
     Same arguments as :func:`paired_bootstrap`. The p-value follows
     ``scipy.stats.permutation_test(..., permutation_type='samples')``; the interval is the paired
     bootstrap's percentile interval with the same seed (a permutation test has no interval of its own).
 
-    >>> r = paired_randomization([0.5, 0.6, 0.7, 0.9], [0.4, 0.6, 0.5, 0.7])
+    >>> r = paired_randomization([0.4, 0.6, 0.5, 0.7], [0.5, 0.6, 0.7, 0.9])
     >>> r.exact, r.n_resamples, r.p_value  # all 16 swaps; 2 give a mean difference >= 0.125, 2 give <= -0.125
     (True, 16, 0.25)
     """
@@ -480,11 +534,15 @@ def paired_tests(
     left, right, ref, stat = _check(a, b, gold, statistic)
     _check_knobs(n_resamples, confidence, chunk)
     score_a, score_b = _scores(left, ref, stat), _scores(right, ref, stat)
-    observed = score_a - score_b
-    boot = _bootstrap(left, right, ref, stat, n_resamples, seed, chunk)
+    observed = score_b - score_a
+    boot = _bootstrap(right, left, ref, stat, n_resamples, seed, chunk)
     low, high, boot_p, boot_valid = _bootstrap_summary(boot, observed, confidence)
-    null, exact = _randomization(left, right, ref, stat, n_resamples, seed, chunk)
-    perm_p, perm_valid = _randomization_p_value(null, observed, exact)
+    null, exact, unswapped = _randomization(
+        exchangeable_values(right, stat), exchangeable_values(left, stat), ref, stat, n_resamples, seed, chunk
+    )
+    perm_p, perm_valid = _randomization_p_value(
+        null, unswapped if math.isfinite(observed) else observed, exact
+    )
     bootstrap = PairedResult(
         "bootstrap", stat, score_a, score_b, observed, boot_p, low, high, confidence,
         int(left.size), n_resamples, boot_valid, False, seed,

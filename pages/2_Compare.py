@@ -55,7 +55,7 @@ if len(pivots) < 2:
     st.stop()
 
 st.subheader(f"{figures.metric_label(metric)} on {choice.name} ({precision})")
-zmin, zmax = compare_widgets.heatmaps(pivots, diagonals, metric)
+zmin, zmax = compare_widgets.heatmaps(pivots, diagonals, choice.name, metric, precision)
 shared = compare_widgets.missing_captions(
     {name: views.cells_of(frames[by_name[name].fingerprint], metric, precision) for name in pivots}
 )
@@ -68,7 +68,7 @@ a, b = compare_widgets.pick_a_b(list(pivots))
 if a == b:
     st.info("Pick two different checkpoints for A and B.", icon=":material/info:")
 else:
-    compare_widgets.delta_heatmap(pivots, a, b, metric)
+    insight_views.delta_section(pivots, by_name, diagonals, choice, metric, precision, a, b)
 
 st.subheader("Per size along the diagonal")
 table = insight_views.per_size_table(  # significance marks; the paper's columns on request

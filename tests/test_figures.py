@@ -61,7 +61,7 @@ def test_delta_heatmap_is_diverging_and_symmetric():
     fig = figures.delta_heatmap(delta, metric="m")
     heat = fig.data[0]
     assert heat.zmid == 0 and heat.zmin == pytest.approx(-0.3) and heat.zmax == pytest.approx(0.3)
-    assert [list(row) for row in heat.text] == [["-0.100", "+0.300"], ["+0.000", ""]]
+    assert [list(row) for row in heat.text] == [["-0.100", "+0.300"], ["0.000", ""]]  # zero is unsigned
 
 
 def test_line_charts_one_trace_per_layer_or_dim():

@@ -133,13 +133,14 @@ def test_sts_significance_hand_worked(hand_sts: tuple, factory: sessionmaker[Ses
     # Spearman of ranks [4, 1, 2, 3] with [1, 2, 3, 4]: 1 - 6 * (9 + 1 + 1 + 1) / (4 * 15) = -0.2
     assert randomization.score_a == pytest.approx(-0.2)
     assert randomization.score_b == pytest.approx(1.0)
-    assert randomization.observed == pytest.approx(-1.2)
+    assert randomization.observed == pytest.approx(1.2)  # B (the full model) - A
     assert randomization.exact and randomization.n_resamples == 16
     direct = significance.paired_tests([0.9, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4], [1.0, 2.0, 3.0, 4.0])
+    assert direct["randomization"].delta == pytest.approx(1.2)
     assert randomization.p_value == pytest.approx(direct["randomization"].p_value)
     table = insight.significance_table(results)
     assert table["test"].tolist() == ["bootstrap", "randomization"]
-    assert table["A - B"].iloc[0] == pytest.approx(-1.2)
+    assert table["B - A"].iloc[0] == pytest.approx(1.2)
     pearson = insight.compare_cells(spec, fp, small, full, "cosine_pearson", 500, session_factory=factory)
     assert pearson["bootstrap"].statistic == "pearson"
     assert pearson["bootstrap"].score_a == pytest.approx(
@@ -169,7 +170,7 @@ def test_retrieval_losses_hand_worked(tmp_path: Path, factory: sessionmaker[Sess
     )
     results = insight.compare_cells(spec, fp, cell, base, "ndcg_at_10", 100, session_factory=factory)
     assert results["bootstrap"].statistic == "mean"
-    assert results["bootstrap"].observed == pytest.approx(0.75 - 0.875)
+    assert results["bootstrap"].observed == pytest.approx(0.875 - 0.75)  # B - A
     assert results["randomization"].exact and results["randomization"].n_resamples == 4
 
 
@@ -194,8 +195,9 @@ def test_diagonal_significance_and_marks(hand_sts: tuple, factory: sessionmaker[
                                           n_resamples=100, session_factory=factory)  # fmt: skip
     assert table["size"].tolist() == ["(1, 4)", "(2, 8)"]
     assert table["observed"].iloc[0] == pytest.approx(-1.2)
-    # only pair 0 differs: half of the 16 swaps give -1.2, half +1.2, so p = 2 * min(8/16, 16/16) = 1
-    assert table["p_value"].iloc[0] == pytest.approx(1.0)
+    # ranks swapped: A's ranks [1, 2, 3, 4], B's [4, 1, 2, 3]; of the 16 swaps, 4 give B - A <= -1.2
+    # (-1.2 itself and three of -1.2649, e.g. swapping only pair 3), so p = 2 * 4/16 = 0.5
+    assert table["p_value"].iloc[0] == pytest.approx(0.5)
     assert "no stored per-item scores" in table["note"].iloc[1] and math.isnan(table["p_value"].iloc[1])
     assert insight.significance_marks(table) == {}
     fake = table.assign(significant=[True, False])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,16 @@ def test_compare_marks_tests_and_paper_columns(lab: Lab) -> None:
     at = run("2_Compare.py", dataset=STS_DATASET)
     no_errors(at)
     assert any("significantly higher/lower" in c.value for c in at.caption)
+    # a plain summary under the per-size table and under the delta heatmap, which carries the same marks
+    summaries = [m.value for m in at.markdown if " vs " in m.value and "better at" in m.value]
+    assert len(summaries) == 2 and " of 6 sizes" in summaries[1]
+    delta_summary = summaries[0]  # the delta heatmap comes first: its diagonal cells both grids have
+    delta = json.loads(at.get("plotly_chart")[2].proto.spec)["data"][0]
+    shown_marks = sum(t.count("▲") + t.count("▼") for row in delta["text"] for t in row)
+    better, worse = (int(re.search(rf"{word} at (\d+|none)", delta_summary).group(1).replace("none", "0"))  # type: ignore[union-attr]
+                     for word in ("better", "worse"))  # fmt: skip
+    assert shown_marks == better + worse
+    assert not any("-0.000" in t for row in delta["text"] for t in row)
     table = next(d.value for d in at.dataframe if "p-value" in d.value.columns)
     assert table["test"].tolist() == ["bootstrap", "randomization"]
     # the default pick: A = first checkpoint's full size, B = second's, on the shared items
@@ -121,7 +132,8 @@ def test_compare_significance_equals_core(lab: Lab) -> None:
     (small, dataset_fp), (big, _) = fingerprint(lab, "tiny-3x48"), fingerprint(lab, "tiny-4x64")
     expected = insight.compare_cells(lab.sts_spec, dataset_fp, CellRef(small, 1, 32), CellRef(big, 4, 64),
                                      "cosine_spearman", 1000, session_factory=open_store())  # fmt: skip
-    assert table["A - B"].tolist() == pytest.approx([expected["bootstrap"].observed] * 2)
+    assert table["B - A"].tolist() == pytest.approx([expected["bootstrap"].delta] * 2)
+    assert expected["bootstrap"].delta == pytest.approx(table["B"].iloc[0] - table["A"].iloc[0])
     assert table["p-value"].tolist() == pytest.approx([r.p_value for r in expected.values()])
     assert table["CI low"].iloc[0] == pytest.approx(expected["bootstrap"].ci_low)
 

@@ -1,4 +1,9 @@
-"""Paired significance tests: hand-worked answers and equality with scipy.stats on small arrays."""
+"""Paired significance tests: hand-worked answers and equality with scipy.stats on small arrays.
+
+Convention: every difference is ``score(B) - score(A)``. The randomization test swaps scale-free values
+(within-system ranks for Spearman, z-scores for Pearson, per-query scores for a mean), so the scipy
+references below are fed ``scipy.stats.rankdata`` / ``scipy.stats.zscore`` of each system.
+"""
 
 from __future__ import annotations
 
@@ -76,9 +81,9 @@ def test_doctests() -> None:
 def test_hand_worked_sign_flip() -> None:
     # differences [0.1, 0, 0.2, 0.2], mean 0.125; of the 16 sign patterns, only "all non-negative"
     # (2 patterns: the zero's sign does not matter) reaches 0.125, so each tail is 2/16 and p = 0.25.
-    result = sg.paired_randomization([0.5, 0.6, 0.7, 0.9], [0.4, 0.6, 0.5, 0.7])
+    result = sg.paired_randomization([0.4, 0.6, 0.5, 0.7], [0.5, 0.6, 0.7, 0.9])
     assert result.exact and result.n_resamples == 16
-    assert result.observed == pytest.approx(0.125)
+    assert result.observed == pytest.approx(0.125) and result.delta == result.observed  # B - A
     assert result.p_value == pytest.approx(0.25)
     assert not result.significant
 
@@ -102,7 +107,7 @@ def test_observed_scores_equal_scipy(statistic: str) -> None:
     ref = stats.spearmanr if statistic == "spearman" else stats.pearsonr
     assert result.score_a == pytest.approx(ref(a, gold).statistic, abs=1e-12)
     assert result.score_b == pytest.approx(ref(b, gold).statistic, abs=1e-12)
-    assert result.observed == pytest.approx(result.score_a - result.score_b, abs=1e-15)
+    assert result.observed == pytest.approx(result.score_b - result.score_a, abs=1e-15)
 
 
 @pytest.mark.parametrize(
@@ -111,11 +116,12 @@ def test_observed_scores_equal_scipy(statistic: str) -> None:
 )
 def test_exact_randomization_equals_scipy_permutation_test(statistic: str, reference: object, n: int) -> None:
     a, b, gold = _sts_data(n, seed=2)
-    data = (a, b) if statistic == "mean" else (a, b, gold)
+    scale_free = {"mean": lambda v: v, "spearman": stats.rankdata, "pearson": lambda v: stats.zscore(v)}
+    data = (scale_free[statistic](b), scale_free[statistic](a))  # B - A, on the swapped values
     mine = sg.paired_randomization(a, b, None if statistic == "mean" else gold, statistic=statistic)  # type: ignore[arg-type]
     if statistic == "mean":
         ref = stats.permutation_test(
-            (a, b), reference, permutation_type="samples", vectorized=True, n_resamples=np.inf
+            data, reference, permutation_type="samples", vectorized=True, n_resamples=np.inf
         )
     else:  # gold rides along as a constant third "sample" of its own: swap only a and b
 
@@ -123,7 +129,7 @@ def test_exact_randomization_equals_scipy_permutation_test(statistic: str, refer
             return reference(x, y, np.broadcast_to(gold, np.shape(x)))  # type: ignore[operator]
 
         ref = stats.permutation_test(
-            data[:2], stat, permutation_type="samples", vectorized=True, n_resamples=np.inf
+            data, stat, permutation_type="samples", vectorized=True, n_resamples=np.inf
         )
     assert mine.exact and mine.n_resamples == 2**n
     assert mine.observed == pytest.approx(float(ref.statistic), abs=1e-12)
@@ -140,7 +146,7 @@ def test_exact_randomization_equals_scipy_permutation_test(statistic: str, refer
 )
 def test_bootstrap_equals_scipy_paired_bootstrap(statistic: str, reference: object) -> None:
     a, b, gold = _sts_data(25, seed=3)
-    samples = (a, b) if statistic == "mean" else (a, b, gold)
+    samples = (b, a) if statistic == "mean" else (b, a, gold)  # B - A
     gold_arg = None if statistic == "mean" else gold
     ref = stats.bootstrap(
         samples,
@@ -187,7 +193,7 @@ def test_sampled_randomization_agrees_with_scipy_within_sampling_error(statistic
         return gaps[0] - gaps[1]
 
     ref = stats.permutation_test(
-        (a, b),
+        (stats.rankdata(b), stats.rankdata(a)) if statistic == "spearman" else (b, a),
         stat,
         permutation_type="samples",
         vectorized=True,
@@ -227,12 +233,12 @@ def test_a_clear_win_on_many_pairs_is_significant() -> None:
     gold = rng.integers(0, 26, n) / 5.0
     good = gold + rng.normal(0, 1.0, n)
     poor = gold + rng.normal(0, 3.0, n)
-    results = sg.paired_tests(good, poor, gold, n_resamples=1000, seed=0)
+    results = sg.paired_tests(poor, good, gold, n_resamples=1000, seed=0)  # B (good) - A (poor) > 0
     for result in results.values():
         assert result.observed > 0.1
         assert result.p_value < 0.01 and result.significant
         assert 0 < result.ci_low < result.observed < result.ci_high
-    flipped = sg.paired_bootstrap(poor, good, gold, n_resamples=1000, seed=0)
+    flipped = sg.paired_bootstrap(good, poor, gold, n_resamples=1000, seed=0)
     assert flipped.observed == pytest.approx(-results["bootstrap"].observed)
     assert flipped.ci_high < 0
 
@@ -240,11 +246,11 @@ def test_a_clear_win_on_many_pairs_is_significant() -> None:
 def test_retrieval_per_query_means() -> None:
     ndcg_a = np.array([1.0, 0.5, 0.0, 0.8, 0.6, 0.9])
     ndcg_b = np.array([0.9, 0.5, 0.1, 0.4, 0.6, 0.7])
-    result = sg.paired_bootstrap(ndcg_a, ndcg_b, n_resamples=1000)
+    result = sg.paired_bootstrap(ndcg_b, ndcg_a, n_resamples=1000)  # B = ndcg_a is better by 0.1
     assert result.statistic == "mean"
-    assert result.score_a == pytest.approx(ndcg_a.mean())
+    assert result.score_b == pytest.approx(ndcg_a.mean())
     assert result.observed == pytest.approx(0.1)
-    exact = sg.paired_randomization(ndcg_a, ndcg_b)
+    exact = sg.paired_randomization(ndcg_b, ndcg_a)
     # 2**6 = 64 sign patterns over the differences [0.1, 0, -0.1, 0.4, 0, 0.2]
     diffs = ndcg_a - ndcg_b
     signs = np.array(np.meshgrid(*[[1, -1]] * 6)).reshape(6, -1).T
@@ -288,3 +294,73 @@ def test_bad_inputs_are_refused(
 def test_bad_knobs_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(sg.SignificanceError, match=message):
         sg.paired_randomization([0.1, 0.2, 0.3], [0.3, 0.2, 0.1], **kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------- scale-free swaps
+
+
+def _scaled_systems(seed: int, n: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two models whose cosine similarities live on different scales (A around 0.61, B around 0.74,
+    wider), B ranking the pairs a little better: the situation of issue 14 (default vs trained)."""
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, 26, n) / 5.0
+    latent = gold + rng.normal(0, 1.2, n)
+    a = 0.61 + 0.08 * np.tanh((latent + rng.normal(0, 0.8, n) - 2.5) / 2)
+    b = 0.74 + 0.2 * np.tanh((latent + rng.normal(0, 0.6, n) - 2.5) / 2)
+    return a, b, gold
+
+
+def _swap_reference(
+    a: np.ndarray, b: np.ndarray, gold: np.ndarray, n_resamples: int, seed: int, transform: object
+) -> float:
+    """An independent randomization test, one scipy ``spearmanr`` per resample: swap each pair's
+    ``transform``-ed values (ranks, or the raw similarities) with the lab's swap masks (same draws)."""
+    ta, tb = transform(a), transform(b)  # type: ignore[operator]
+    rng = np.random.default_rng(seed)
+    observed = stats.spearmanr(b, gold).statistic - stats.spearmanr(a, gold).statistic
+    null = []
+    for start in range(0, n_resamples, sg.DEFAULT_CHUNK):
+        for swap in rng.random((min(sg.DEFAULT_CHUNK, n_resamples - start), len(a))) < 0.5:
+            xb, xa = np.where(swap, ta, tb), np.where(swap, tb, ta)
+            null.append(stats.spearmanr(xb, gold).statistic - stats.spearmanr(xa, gold).statistic)
+    values = np.array(null)
+    less = (np.count_nonzero(values <= observed) + 1) / (n_resamples + 1)
+    greater = (np.count_nonzero(values >= observed) + 1) / (n_resamples + 1)
+    return float(min(1.0, 2 * min(less, greater)))
+
+
+def test_rank_swap_equals_an_independent_scipy_loop() -> None:
+    a, b, gold = _scaled_systems(0, n=300)
+    mine = sg.paired_randomization(a, b, gold, n_resamples=600, seed=5)
+    assert not mine.exact
+    assert mine.p_value == pytest.approx(_swap_reference(a, b, gold, 600, 5, stats.rankdata), abs=1e-12)
+
+
+def test_randomization_agrees_with_the_bootstrap_where_a_raw_swap_does_not() -> None:
+    """Issue 14: a raw-similarity swap mixes the two scales and calls a clear win noise (p ~ 0.3)."""
+    a, b, gold = _scaled_systems(0)
+    results = sg.paired_tests(a, b, gold, n_resamples=2000, seed=0)
+    boot, rand = results["bootstrap"], results["randomization"]
+    assert boot.delta > 0.02 and boot.ci_low > 0  # B is better and the interval says so
+    assert boot.p_value < 0.02 and rand.p_value < 0.02  # both tests agree: significant
+    raw = _swap_reference(a, b, gold, 500, 0, lambda v: v)
+    assert raw > 0.2  # the old, scale-dependent swap disagreed
+    a, b, gold = _scaled_systems(1)  # a small difference: neither test calls it
+    results = sg.paired_tests(a, b, gold, n_resamples=2000, seed=0)
+    assert results["bootstrap"].p_value > 0.2 and results["randomization"].p_value > 0.2
+
+
+@pytest.mark.parametrize("statistic", ["spearman", "pearson"])
+def test_randomization_does_not_depend_on_either_models_scale(statistic: str) -> None:
+    a, b, gold = _sts_data(200, seed=12)
+    base = sg.paired_randomization(a, b, gold, statistic=statistic, n_resamples=500, seed=1)  # type: ignore[arg-type]
+    if statistic == "spearman":  # any increasing map of either model's similarities
+        moved = sg.paired_randomization(
+            np.exp(a), 0.3 * b + 0.6, gold, statistic="spearman", n_resamples=500, seed=1
+        )
+    else:  # any positive affine map
+        moved = sg.paired_randomization(
+            5 * a - 2, 0.3 * b + 0.6, gold, statistic="pearson", n_resamples=500, seed=1
+        )
+    assert moved.observed == pytest.approx(base.observed, abs=1e-12)
+    assert moved.p_value == pytest.approx(base.p_value, abs=1e-12)

@@ -1,4 +1,4 @@
-"""Widgets of the Compare page: the heatmaps on one colour scale and the B - A difference heatmap."""
+"""Widgets of the Compare page: the heatmaps on one colour scale, missing cells, the A/B pickers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ Cell = tuple[int, int]
 
 
 def heatmaps(
-    pivots: Mapping[str, pd.DataFrame], diagonals: Mapping[str, Sequence[Cell]], metric: str
+    pivots: Mapping[str, pd.DataFrame],
+    diagonals: Mapping[str, Sequence[Cell]],
+    dataset: str,
+    metric: str,
+    precision: str,
 ) -> tuple[float, float]:
     """Every grid side by side (2 or 3 per row) on one colour scale; returns that scale."""
     zmin, zmax = figures.color_range(list(pivots.values()))
@@ -24,7 +28,12 @@ def heatmaps(
         columns = st.columns(per_row)
         for column, (name, pivot) in zip(columns, items[start : start + per_row], strict=False):
             fig = figures.grid_heatmap(
-                pivot, metric=metric, title=name, diagonal=diagonals[name], zmin=zmin, zmax=zmax
+                pivot,
+                metric=metric,
+                title=figures.chart_title(name, dataset, metric, precision),
+                diagonal=diagonals[name],
+                zmin=zmin,
+                zmax=zmax,
             )
             column.plotly_chart(fig, key=f"compare_heatmap_{start}_{name}", config={"displaylogo": False})
     return zmin, zmax
@@ -48,14 +57,3 @@ def pick_a_b(names: Sequence[str]) -> tuple[str, str]:
     return str(left.selectbox("A (baseline)", names, key="compare_a")), str(
         right.selectbox("B", names, key="compare_b")
     )
-
-
-def delta_heatmap(pivots: Mapping[str, pd.DataFrame], a: str, b: str, metric: str) -> None:
-    """B - A on the cells both have."""
-    delta = views.delta_pivot(pivots[a], pivots[b])
-    st.plotly_chart(
-        figures.delta_heatmap(delta, metric=metric, title=f"{b} - {a}"),
-        key="compare_delta",
-        config={"displaylogo": False},
-    )
-    st.caption(f"Blue: {b} scores higher than {a}; red: lower. Blank: a cell one of them lacks.")

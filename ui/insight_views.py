@@ -27,6 +27,8 @@ from core.lab.queries import CheckpointRecord
 from ui import errors, pickers, resources
 
 MARK_RESAMPLES = 2000
+MARK_TEST = (f"paired randomization test (STS: swap each pair's within-model ranks; retrieval: each query's "
+             f"scores), {MARK_RESAMPLES:,} resamples, p < 0.05, no multiple-comparison correction.")  # fmt: skip
 TEST_RESAMPLES = (1000, 2000, 5000, 10_000)
 Cell = tuple[int, int]
 CellKey = tuple[str, int, int, str]  # (checkpoint fp, layer, dim, precision): hashable for the cache
@@ -138,6 +140,7 @@ def per_size_table(
     show_marks = left.toggle(f"Mark significant differences from {names[0]}", value=True, key="compare_marks")
     show_paper = right.toggle("Add the Starbucks paper's numbers", key="compare_paper")
     marks: dict[tuple[str, str], str] = {}
+    tests: pd.DataFrame | None = None
     if show_marks and len(names) > 1 and choice.spec is not None:
         columns = tuple((n, tuple(_key(records[n], c, precision) for c in diagonals[n])) for n in names)
         with errors.user_errors("significance marks"):
@@ -149,8 +152,9 @@ def per_size_table(
         table = views.diagonal_table(pivots, diagonals, extra=extra)
     st.table(views.style_best(table.table, table.best, marks=marks))
     if show_marks and len(names) > 1:
-        st.caption(f"▲/▼: significantly higher/lower than {names[0]} at that size (paired randomization test, "
-                   f"{MARK_RESAMPLES:,} resamples, p < 0.05, no multiple-comparison correction).")  # fmt: skip
+        for line in insight.significance_summary(tests, names[0]) if tests is not None else []:
+            st.markdown(line)
+        st.caption(f"▲/▼: significantly higher/lower than {names[0]} at that size: {MARK_TEST}")
     if show_paper:
         if extra is None or extra.empty:
             st.caption(
@@ -160,6 +164,43 @@ def per_size_table(
             st.caption("Paper columns: published BERT-base results at Demi (2, 32) ... Trenta (12, 768), row by row "
                        f"in size order; context, not the same model. {reference.CITATION}")  # fmt: skip
     return table
+
+
+def delta_section(
+    pivots: Mapping[str, pd.DataFrame],
+    records: Mapping[str, CheckpointRecord],
+    diagonals: Mapping[str, Sequence[Cell]],
+    choice: resources.DatasetChoice,
+    metric: str,
+    precision: str,
+    a: str,
+    b: str,
+) -> None:
+    """Compare: the B - A heatmap, its diagonal cells marked where the difference is significant."""
+    delta = views.delta_pivot(pivots[a], pivots[b])
+    shared = {(int(k), int(d)) for k in delta.index for d in delta.columns if pd.notna(delta.loc[k, d])}
+    cells = [c for c in dict.fromkeys([*diagonals[a], *diagonals[b]]) if c in shared]
+    marks: dict[Cell, str] = {}
+    summary: list[str] = []
+    if cells and choice.spec is not None:
+        labels = tuple(f"({k}, {d})" for k, d in cells)
+        columns = tuple((n, tuple(_key(records[n], c, precision) for c in cells)) for n in (a, b))
+        with errors.user_errors("significance marks"):
+            tests = _diagonal_tests(settings.database_url(), resources.generation(), choice.spec,
+                                    choice.fingerprint, columns, a, metric, labels)  # fmt: skip
+            by_label = dict(zip(labels, cells, strict=True))
+            marks = {by_label[row]: mark for (row, _), mark in insight.significance_marks(tests).items()}
+            summary = insight.significance_summary(tests, a)
+    st.plotly_chart(
+        figures.delta_heatmap(delta, metric=metric, title=figures.chart_title(f"{b} - {a}", choice.name, metric,
+                                                                              precision), marks=marks),
+        key="compare_delta",
+        config={"displaylogo": False},
+    )  # fmt: skip
+    for line in summary:
+        st.markdown(line)
+    st.caption(f"Blue: {b} scores higher than {a}; red: lower. Blank: a cell one of them lacks. ▲/▼ on the "
+               f"Starbucks diagonal cells: {b} significantly higher/lower there: {MARK_TEST}")  # fmt: skip
 
 
 def significance_section(
@@ -194,15 +235,16 @@ def significance_section(
                          picks[0], picks[1], metric, int(resamples))  # fmt: skip
         st.dataframe(insight.significance_table(results), hide_index=True, key="compare_sig_table",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                    for c in ("A", "B", "A - B", "CI low", "CI high", "p-value")})  # fmt: skip
+                                    for c in ("A", "B", "B - A", "CI low", "CI high", "p-value")})  # fmt: skip
         what = (
             "Spearman over pairs"
             if choice.kind == datasets.STS
             else f"mean per-query {figures.metric_label(metric)}"
         )
-        st.caption(f"A - B in {what}, recomputed on each resample of the {results['bootstrap'].n_items:,} shared "
-                   "items; 95% interval: paired bootstrap percentiles; p-values: bootstrap (shifted null) and "
-                   "paired randomization (swap within items), two-sided.")  # fmt: skip
+        swapped = "each pair's within-model ranks" if choice.kind == datasets.STS else "each query's scores"
+        st.caption(f"B - A in {what} (positive: B is better), recomputed on each resample of the "
+                   f"{results['bootstrap'].n_items:,} shared items; 95% interval: paired bootstrap percentiles; "
+                   f"p-values: bootstrap (shifted null) and paired randomization (swap {swapped}), two-sided.")  # fmt: skip
 
 
 def paper_overlay(fig: go.Figure, dataset: str, metric: str, x: str, where: object = None) -> None:

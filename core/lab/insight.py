@@ -6,7 +6,8 @@ Everything here reads the per-item scores grid evaluation stored (``pair_similar
 - :func:`item_losses`: for a cell against a baseline cell (the full model, or another checkpoint's cell)
   on the same dataset, one row per STS pair or judged query with texts, gold labels, both scores and
   the loss, worst first; :func:`losses_csv` exports it.
-- :func:`compare_cells`: paired bootstrap and randomization tests (``core.significance``) of two cells.
+- :func:`compare_cells`: paired bootstrap and randomization tests (``core.significance``) of two cells,
+  as B - A.
 - :func:`diagonal_significance`: those tests for every size row of the Compare per-size table.
 
 **Per-pair loss on STS.** The STS score is a rank correlation, so a pair matters through its rank, not
@@ -152,20 +153,20 @@ def paired_scores(
 def compare_cells(
     spec: datasets.DatasetSpec,
     dataset_fp: str,
-    cell: CellRef,
-    baseline: CellRef,
+    a: CellRef,
+    b: CellRef,
     metric: str,
     n_resamples: int = significance.DEFAULT_RESAMPLES,
     seed: int = 0,
     *,
     session_factory: sessionmaker[Session],
 ) -> dict[str, significance.PairedResult]:
-    """Paired bootstrap and randomization tests of ``metric(cell) - metric(baseline)`` on shared items.
+    """Paired bootstrap and randomization tests of ``metric(b) - metric(a)`` (B - A) on shared items.
 
     STS: the statistic is the correlation with gold recomputed on each resample (Spearman for
     ``cosine_spearman``, Pearson for ``cosine_pearson``); retrieval: the mean of per-query ``metric``.
     """
-    paired = paired_scores(spec, dataset_fp, cell, baseline, metric, session_factory=session_factory)
+    paired = paired_scores(spec, dataset_fp, a, b, metric, session_factory=session_factory)
     return significance.paired_tests(
         paired.a,
         paired.b,
@@ -183,7 +184,7 @@ def significance_table(results: Mapping[str, significance.PairedResult]) -> pd.D
             "test": name,
             "A": r.score_a,
             "B": r.score_b,
-            "A - B": r.observed,
+            "B - A": r.delta,
             "CI low": r.ci_low,
             "CI high": r.ci_high,
             "p-value": r.p_value,
@@ -337,8 +338,8 @@ def diagonal_significance(
                     result = compare_cells(
                         spec,
                         dataset_fp,
-                        cells[i],
                         base_cells[i],
+                        cells[i],
                         metric,
                         n_resamples,
                         seed,
@@ -367,3 +368,31 @@ def significance_marks(table: pd.DataFrame) -> dict[tuple[str, str], str]:
         if bool(row.significant):
             marks[(str(row.size), str(row.column))] = "▲" if float(row.observed) > 0 else "▼"
     return marks
+
+
+def significance_summary(table: pd.DataFrame, baseline: str) -> list[str]:
+    """One plain line per compared column of a :func:`diagonal_significance` table.
+
+    >>> t = pd.DataFrame({"size": ["s1", "s2", "s3"], "column": ["B"] * 3, "observed": [0.05, -0.01, 0.0],
+    ...                   "p_value": [0.001, 0.2, 1.0], "significant": [True, False, False], "note": ""})
+    >>> significance_summary(t, "A")
+    ['B vs A: better at 1 of 3 sizes (s1), worse at none, no significant difference at 2 (s2, s3).']
+    """
+    lines = []
+    for column, rows in table.groupby("column", sort=False):
+        tested = rows[rows["note"].fillna("") == ""] if "note" in rows else rows
+        better = [str(r.size) for r in tested.itertuples() if bool(r.significant) and float(r.observed) > 0]
+        worse = [str(r.size) for r in tested.itertuples() if bool(r.significant) and float(r.observed) < 0]
+        equal = [str(r.size) for r in tested.itertuples() if not bool(r.significant)]
+
+        def part(labels: list[str]) -> str:
+            return f"{len(labels)} ({', '.join(labels)})" if labels else "none"
+
+        untested = len(rows) - len(tested)
+        line = (
+            f"{column} vs {baseline}: better at {len(better)} of {len(tested)} sizes"
+            f"{' (' + ', '.join(better) + ')' if better else ''}, worse at {part(worse)}, "
+            f"no significant difference at {part(equal)}"
+        )
+        lines.append(line + (f"; {untested} sizes not tested." if untested else "."))
+    return lines
