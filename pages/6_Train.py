@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from common import settings
+from common.errors import LabError
 from core import submodels
 from core.lab import jobs
 from core.training import METHODS, TrainConfig, parse_pairs
@@ -79,7 +80,7 @@ output = st.text_input("Output folder", key="train_output", placeholder=str(jobs
 if st.button("Start training", type="primary", key="train_start", icon=":material/play_arrow:"):
     with errors.user_errors("cannot start training"):
         if not dataset:
-            raise ValueError("give the path of the training data")
+            raise LabError("give the path of the training data")
         config = TrainConfig(
             output_dir=output.strip() or str(jobs.default_output_dir(method)),
             base=(record.path if record.kind == "local" else record.name) if record else "default",

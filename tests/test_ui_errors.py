@@ -18,6 +18,8 @@ def _page(kind: str) -> None:
             raise datasets.DatasetError("dataset 'x.tsv' line 2: score 'abc' is not a number")
         if kind == "key":
             raise KeyError("layer")  # a bug: a lookup that should not fail
+        if kind == "value":
+            raise ValueError("math domain error")  # a plain ValueError is a bug too: not a LabError
         [][0]  # an IndexError raised by the interpreter
 
 
@@ -35,7 +37,7 @@ def test_a_user_error_is_one_line_without_traceback(caplog: pytest.LogCaptureFix
     assert not at.expander and not caplog.records
 
 
-@pytest.mark.parametrize("kind", ["key", "index"])
+@pytest.mark.parametrize("kind", ["key", "index", "value"])
 def test_a_bug_is_logged_with_its_traceback_and_shown_as_one(
     kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -44,7 +46,7 @@ def test_a_bug_is_logged_with_its_traceback_and_shown_as_one(
     assert not at.exception
     assert len(at.error) == 1
     message = at.error[0].value
-    expected = "KeyError" if kind == "key" else "IndexError"
+    expected = {"key": "KeyError", "index": "IndexError", "value": "ValueError"}[kind]
     assert message.startswith(f"loading the thing: unexpected {expected}") and "bug" in message
     assert [e.label for e in at.expander] == ["Traceback"]
     shown = at.expander[0].code[0].value

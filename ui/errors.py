@@ -1,7 +1,8 @@
 """Error display: a user mistake is one ``st.error`` line naming the bad input; anything else is a bug.
 
-User mistakes are the engine's user errors (``USER_ERRORS``): their message names the input. Every
-other exception, ``KeyError``/``IndexError``/``LookupError`` included, is a bug: it is logged with its
+A user mistake is a ``common.errors.LabError`` (the one base class of user errors: a bad checkpoint,
+dataset, knob, read-only mode ...): its message names the input. Every other exception, plain
+``ValueError``/``KeyError``/``IndexError``/``LookupError`` included, is a bug: it is logged with its
 traceback on the server and the page says so, with the traceback in a closed expander (left out in
 read-only demo mode, where the page never shows server paths).
 """
@@ -16,16 +17,16 @@ from contextlib import contextmanager
 import streamlit as st
 
 from common import settings
-from common.settings import ReadOnlyError
+from common.errors import LabError
 
 logger = logging.getLogger("mlab.ui")
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, ReadOnlyError, FileNotFoundError)
+
 
 
 def show(exc: BaseException, what: str = "") -> None:
     """Show an exception: a user error as one line, prefixed with what was being done; a bug in full."""
     prefix = f"{what}: " if what else ""
-    if isinstance(exc, USER_ERRORS):
+    if isinstance(exc, LabError):
         st.error(f"{prefix}{exc}", icon=":material/error:")
         return
     logger.error("unexpected error%s", f" while {what}" if what else "", exc_info=exc)
