@@ -22,7 +22,6 @@ from common.errors import LabError
 logger = logging.getLogger("mlab.ui")
 
 
-
 def show(exc: BaseException, what: str = "") -> None:
     """Show an exception: a user error as one line, prefixed with what was being done; a bug in full."""
     prefix = f"{what}: " if what else ""
