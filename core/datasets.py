@@ -37,6 +37,7 @@ import numpy as np
 
 from common.errors import LabError
 from common.settings import ensure_writable
+from core.metrics import MAIN_SCORE
 
 STS = "sts"
 RETRIEVAL = "retrieval"
@@ -427,8 +428,6 @@ def load_dataset(spec: DatasetSpec) -> STSData | RetrievalData:
 
 def main_metric(kind: str) -> str:
     """The main score of a dataset kind (STS: cosine_spearman; retrieval: ndcg_at_10)."""
-    from core.metrics import MAIN_SCORE
-
     if kind not in MAIN_SCORE:
         raise DatasetError(f"unknown dataset kind {kind!r} (expected sts or retrieval)")
     return MAIN_SCORE[kind]

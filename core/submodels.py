@@ -17,6 +17,7 @@ layers. The cached model is never modified: truncation is a slice of ``hidden_st
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -154,7 +155,7 @@ def encode_all_layers(
     destination arrays (e.g. memory-mapped cache files), so a large corpus streams batch by batch to
     disk with bounded memory.
     """
-    import torch
+    import torch  # heavy: imported on first use
 
     n = len(texts)
     width = model.get_embedding_dimension() or 0
@@ -185,9 +186,7 @@ def truncated_copy(model: SentenceTransformer, layers: int) -> SentenceTransform
 
     For latency measurements and invariant tests; the shared cached ``model`` is left untouched.
     """
-    import copy
-
-    import torch
+    import torch  # heavy: imported on first use
 
     clone = copy.deepcopy(model)
     encoder: Any = clone[0].auto_model

@@ -468,7 +468,7 @@ def style_best(
     """A pandas Styler of ``table``: numbers to ``digits`` places, missing as "-", each row's best bold.
 
     ``marks`` appends a symbol to single cells, keyed by (row label, column), e.g. a significance mark
-    from ``core.insight.significance_marks``.
+    from ``core.lab.insight.significance_marks``.
     """
 
     def bold(row: pd.Series) -> list[str]:

@@ -1,7 +1,7 @@
 """ORM models of measured costs (issue 6): machines, encoding cost per layer, search cost per (dim, precision).
 
-Scope: table definitions only, on the shared ``storage.models.Base`` metadata (``storage.models`` imports
-this module, so every user of ``Base.metadata`` sees these tables); schema changes go through Alembic
+Scope: table definitions only, on the shared ``storage.base.Base`` metadata (``storage.schema`` imports
+every table module, so ``schema.metadata`` sees these tables); schema changes go through Alembic
 (``storage/migrations/versions/0002_cost_tables.py``). Reads and writes are in
 ``storage/cost_repository.py``.
 
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Double, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models import FP, Base, utc_now
+from storage.base import FP, Base, utc_now
 
 
 class Machine(Base):

@@ -17,10 +17,10 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.base import utc_now
 from storage.cost_models import EncodingCost, Machine, SearchCost
 from storage.db import StorageError
-from storage.models import utc_now
-from storage.repository import _plain_json, _upsert
+from storage.upsert import plain_json, upsert
 
 MACHINE_FIELDS: tuple[str, ...] = (
     "cpu_model",
@@ -118,8 +118,8 @@ def upsert_machine(s: Session, fingerprint: str, info: Mapping[str, Any]) -> Mac
     """Register (or refresh) a machine by fingerprint; ``info`` has at least :data:`MACHINE_FIELDS`."""
     _require(info, MACHINE_FIELDS, "machine")
     row = {name: info[name] for name in MACHINE_FIELDS}
-    row.update(fingerprint=fingerprint, info=_plain_json(dict(info)), created_at=utc_now())
-    _upsert(s, Machine, [row], key=["fingerprint"], update_columns=["info"])
+    row.update(fingerprint=fingerprint, info=plain_json(dict(info)), created_at=utc_now())
+    upsert(s, Machine, [row], key=["fingerprint"], update_columns=["info"])
     found = s.scalars(select(Machine).where(Machine.fingerprint == fingerprint)).one()
     return _machine_record(found)
 
@@ -151,7 +151,7 @@ def _payload(
                 item[name] = value
             else:
                 item[name] = float(value)
-        item.update(run_id=run_id, details=_plain_json(dict(row.get("details") or {})), measured_at=now)
+        item.update(run_id=run_id, details=plain_json(dict(row.get("details") or {})), measured_at=now)
         payload.append(item)
     return payload
 
@@ -163,7 +163,7 @@ def upsert_encoding_costs(s: Session, rows: Iterable[Mapping[str, Any]], run_id:
     """
     payload = _payload(rows, ENCODING_KEY, ENCODING_VALUES, run_id, "encoding cost")
     updates = [*ENCODING_VALUES, "run_id", "details", "measured_at"]
-    _upsert(s, EncodingCost, payload, key=list(ENCODING_KEY), update_columns=updates)
+    upsert(s, EncodingCost, payload, key=list(ENCODING_KEY), update_columns=updates)
     return len(payload)
 
 
@@ -171,7 +171,7 @@ def upsert_search_costs(s: Session, rows: Iterable[Mapping[str, Any]], run_id: i
     """Store search costs (keys :data:`SEARCH_KEY`, values :data:`SEARCH_VALUES`, optional ``details``)."""
     payload = _payload(rows, SEARCH_KEY, SEARCH_VALUES, run_id, "search cost")
     updates = [*SEARCH_VALUES, "run_id", "details", "measured_at"]
-    _upsert(s, SearchCost, payload, key=list(SEARCH_KEY), update_columns=updates)
+    upsert(s, SearchCost, payload, key=list(SEARCH_KEY), update_columns=updates)
     return len(payload)
 
 

@@ -20,12 +20,18 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -83,9 +89,6 @@ def _set_wal(cursor: Any) -> None:
     locked" at once instead of waiting on the busy timeout (seen in CI: two processes opening one new
     database). Once the file is in WAL mode (it stays so), the pragma changes nothing and takes no lock.
     """
-    import sqlite3
-    import time
-
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     while True:
         try:
@@ -169,8 +172,6 @@ def dispose_engines() -> None:
 
 def alembic_config(url: str | None = None) -> Any:
     """An Alembic ``Config`` pointing at ``storage/migrations`` (no alembic.ini needed)."""
-    from alembic.config import Config
-
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
@@ -180,8 +181,6 @@ def alembic_config(url: str | None = None) -> Any:
 
 
 def _script_directory() -> Any:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -199,8 +198,6 @@ def known_revisions() -> list[str]:
 
 
 def _current_heads(connection: Connection) -> tuple[str, ...]:
-    from alembic.runtime.migration import MigrationContext
-
     return tuple(MigrationContext.configure(connection).get_current_heads())
 
 
@@ -263,8 +260,6 @@ def migrate(url: str, revision: str = "head") -> None:
         UnknownRevisionError: the database is at a revision this code does not know.
         StorageError: the database cannot be reached.
     """
-    from alembic import command
-
     engine = get_engine(url)
     cfg = alembic_config(url)
     try:

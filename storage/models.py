@@ -14,7 +14,7 @@ Design notes:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -26,42 +26,17 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION: dict[str, str] = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from storage.base import FP, Base, in_list, utc_now
 
 RUN_KINDS: tuple[str, ...] = ("evaluate", "cost", "train")
 RUN_STATUSES: tuple[str, ...] = ("running", "completed", "failed", "interrupted", "cancelled")
 DATASET_KINDS: tuple[str, ...] = ("sts", "retrieval")
-
-FP = String(128)  # fingerprints are hex digests (32 chars today)
-
-
-def utc_now() -> datetime:
-    """Timezone-aware current UTC time."""
-    return datetime.now(UTC)
-
-
-def _in_list(column: str, values: tuple[str, ...]) -> str:
-    quoted = ", ".join(f"'{v}'" for v in values)
-    return f"{column} IN ({quoted})"
-
-
-class Base(DeclarativeBase):
-    """Declarative base with the constraint naming convention."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Checkpoint(Base):
@@ -91,7 +66,7 @@ class Dataset(Base):
     """An STS or retrieval dataset split, by content fingerprint."""
 
     __tablename__ = "datasets"
-    __table_args__ = (CheckConstraint(_in_list("kind", DATASET_KINDS), name="kind"),)
+    __table_args__ = (CheckConstraint(in_list("kind", DATASET_KINDS), name="kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(512), index=True)
@@ -109,8 +84,8 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint(_in_list("kind", RUN_KINDS), name="kind"),
-        CheckConstraint(_in_list("status", RUN_STATUSES), name="status"),
+        CheckConstraint(in_list("kind", RUN_KINDS), name="kind"),
+        CheckConstraint(in_list("status", RUN_STATUSES), name="status"),
         Index("ix_runs_status", "status"),
     )
 
@@ -192,7 +167,3 @@ class ItemScores(Base):
     ids: Mapped[list[Any]] = mapped_column(JSON)
     values_npy: Mapped[bytes] = mapped_column(LargeBinary)  # np.save of a float32 array
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
-
-
-# Tables defined in other modules on this metadata (so ``Base.metadata`` always equals the migrations' head).
-from storage import cost_models as _cost_models  # noqa: E402, F401  (issue 6: machines, encoding/search costs)

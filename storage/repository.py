@@ -11,7 +11,6 @@ float32 values with their item ids as a JSON list.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 import os
@@ -23,12 +22,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, Table, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from common.processes import pid_alive
-from storage.db import StorageError, json_dumps
+from storage.db import StorageError
 from storage.models import (
     DATASET_KINDS,
     RUN_KINDS,
@@ -40,6 +38,7 @@ from storage.models import (
     Run,
     utc_now,
 )
+from storage.upsert import plain_json, upsert
 
 FINAL_STATUSES: tuple[str, ...] = ("completed", "failed", "interrupted", "cancelled")
 RESUMABLE_STATUSES: tuple[str, ...] = ("interrupted", "failed")
@@ -160,50 +159,6 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _plain_json(value: Any) -> Any:
-    """The value as it will read back from a JSON column (tuples -> lists, NaN -> None)."""
-    import json
-
-    return json.loads(json_dumps(value))
-
-
-@functools.lru_cache(maxsize=64)
-def _upsert_statement(
-    dialect: str, table: Table, key: tuple[str, ...], update_columns: tuple[str, ...]
-) -> Any:
-    """The INSERT ... ON CONFLICT DO UPDATE statement of a table, built once (a cell stores several)."""
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(key),
-        set_={name: stmt.excluded[name] for name in update_columns},
-    )
-
-
-def _upsert(
-    s: Session,
-    model: type[Any],
-    rows: Sequence[dict[str, Any]],
-    key: Sequence[str],
-    update_columns: Sequence[str],
-) -> None:
-    """INSERT rows, updating ``update_columns`` where the unique ``key`` already exists."""
-    if not rows:
-        return
-    dialect = s.get_bind().dialect.name
-    if dialect in {"sqlite", "postgresql"}:
-        s.execute(_upsert_statement(dialect, model.__table__, tuple(key), tuple(update_columns)), list(rows))
-        return
-    for row in rows:  # portable fallback for other databases
-        existing = s.scalars(select(model).filter_by(**{k: row[k] for k in key})).one_or_none()
-        if existing is None:
-            s.add(model(**row))
-        else:
-            for name in update_columns:
-                setattr(existing, name, row[name])
-    s.flush()
-
-
 def _checkpoint_record(row: Checkpoint) -> CheckpointRecord:
     return CheckpointRecord(
         name=row.name,
@@ -274,11 +229,11 @@ def upsert_checkpoint(
         "pooling": pooling,
         "similarity": similarity,
         "max_seq_length": int(max_seq_length),
-        "info": _plain_json(dict(info or {})),
+        "info": plain_json(dict(info or {})),
         "created_at": utc_now(),
     }
     updatable = [k for k in row if k not in {"fingerprint", "created_at"}]
-    _upsert(s, Checkpoint, [row], key=["fingerprint"], update_columns=updatable)
+    upsert(s, Checkpoint, [row], key=["fingerprint"], update_columns=updatable)
     return _checkpoint_record(_load_checkpoint(s, fingerprint))
 
 
@@ -322,7 +277,7 @@ def set_training_card(s: Session, fingerprint: str, card: Mapping[str, Any]) -> 
         NotFoundError: no checkpoint has this fingerprint (or name).
     """
     row = _load_checkpoint(s, fingerprint)
-    row.training_card = _plain_json(dict(card))
+    row.training_card = plain_json(dict(card))
     s.flush()
     return _checkpoint_record(row)
 
@@ -355,10 +310,10 @@ def upsert_dataset(
         "split": split,
         "fingerprint": fingerprint,
         "n_items": int(n_items),
-        "info": _plain_json(dict(info or {})),
+        "info": plain_json(dict(info or {})),
         "created_at": utc_now(),
     }
-    _upsert(
+    upsert(
         s,
         Dataset,
         [row],
@@ -491,10 +446,10 @@ def start_run(
         checkpoint_fp=checkpoint_fp,
         dataset_fp=dataset_fp,
         status="running",
-        params=_plain_json(dict(params)),
+        params=plain_json(dict(params)),
         cells_total=int(cells_total),
         cells_done=0,
-        provenance=_plain_json(dict(provenance)),
+        provenance=plain_json(dict(provenance)),
         started_at=now,
         pid=os.getpid() if pid is None else int(pid),
         host=this_host() if host is None else host,
@@ -571,7 +526,7 @@ def resume_run(
         run.cells_done = int(cells_done)
     if provenance is not None:
         merged = dict(run.provenance or {})
-        merged["resumed"] = [*merged.get("resumed", []), _plain_json(dict(provenance))]
+        merged["resumed"] = [*merged.get("resumed", []), plain_json(dict(provenance))]
         run.provenance = merged
     s.flush()
     return _require_run(s, run_id)
@@ -616,7 +571,7 @@ def find_resumable_run(
 
     Call :func:`mark_interrupted_runs` first so dead 'running' runs count as interrupted.
     """
-    wanted = _plain_json(dict(params))
+    wanted = plain_json(dict(params))
     query = (
         _runs_query()
         .where(Run.kind == kind, Run.checkpoint_fp == checkpoint_fp, Run.status.in_(RESUMABLE_STATUSES))
@@ -696,7 +651,7 @@ def upsert_results(s: Session, run_id: int, rows: Iterable[ResultRow | Mapping[s
     """
     now = utc_now()
     payload = [_result_dict(run_id, row, now) for row in rows]
-    _upsert(
+    upsert(
         s,
         Result,
         payload,
@@ -823,7 +778,7 @@ def put_item_scores(
         "values_npy": _encode_values(array),
         "created_at": utc_now(),
     }
-    _upsert(
+    upsert(
         s,
         ItemScores,
         [row],

@@ -27,7 +27,7 @@ from core.checkpoints import LoadedCheckpoint
 from core.lab import cost as lab_cost
 from core.lab.store import open_store
 from storage import cost_repository, db, repository
-from storage.models import Base
+from storage.schema import metadata
 from tests.tinymodel import build_tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -218,10 +218,7 @@ def test_migration_applies_on_top_of_storage_and_matches_the_models(db_url: str)
     tables = set(inspect(engine).get_table_names())
     assert {"checkpoints", "results", "runs", "machines", "encoding_costs", "search_costs"} <= tables
     with engine.connect() as conn:
-        assert (
-            compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-            == []
-        )
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []
     uniques = {u["name"]: u["column_names"] for u in inspect(engine).get_unique_constraints("encoding_costs")}
     assert uniques["uq_encoding_costs_key"] == [
         "checkpoint_fp",

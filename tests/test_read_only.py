@@ -1,7 +1,7 @@
 """Read-only demo mode: write controls are absent from every page, core refuses the writes itself, and
 every view plus the live Demo still works.
 
-What the mode allows (decided here, documented in core/evaluate.py and the report): evaluating missing
+What the mode allows (decided here, documented in core/lab/evaluate.py and the report): evaluating missing
 cells of the default or a registered checkpoint on a built-in or registered dataset (derived results,
 no new names or paths). What it refuses: registering checkpoints or datasets, uploads, training,
 deleting runs, recomputing stored results, and evaluating anything not registered.

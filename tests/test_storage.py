@@ -25,7 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.lab.store import open_store
 from storage import db, repository
-from storage.models import Base, Result, Run, utc_now
+from storage.base import utc_now
+from storage.models import Result, Run
+from storage.schema import metadata
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CK_FP = "c" * 32
@@ -112,7 +114,7 @@ def test_migrations_create_the_schema_of_the_models(db_url: str) -> None:
     assert {"checkpoints", "datasets", "runs", "results", "item_scores", "alembic_version"} <= tables
     assert db.current_revision(db_url) == db.head_revision()
     with engine.connect() as conn:  # head of the migrations == the ORM models
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
     uniques = {u["name"]: u["column_names"] for u in inspect(engine).get_unique_constraints("results")}
     assert uniques["uq_results_cell_metric"] == [

@@ -1,4 +1,4 @@
-"""Insight sections for Explore, Compare and Curves (logic in ``core.insight`` / ``core.reference``).
+"""Insight sections for Explore, Compare and Curves (logic in ``core.lab.insight`` / ``core.reference``).
 
 - :func:`losses_section` (Explore): the pairs or queries where the selected cell loses most against the
   full model or another checkpoint's cell, with a CSV download of all of them;

@@ -120,7 +120,7 @@ def measure_encoding(
         warmup: untimed runs per layer before timing (each of single and batch).
         progress: called with ("latency", done, total) and ("throughput", done, total).
     """
-    import torch
+    import torch  # heavy: imported on first use
 
     if repeats < 1 or batch_repeats < 1 or warmup < 0:
         raise CostError(f"repeats ({repeats}) and batch repeats ({batch_repeats}) must be >= 1, warmup >= 0")

@@ -45,7 +45,7 @@ def _num_params(params: Iterable[torch.nn.Parameter], seen: set[int]) -> int:
 
 def layer_stack(encoder: Any) -> torch.nn.ModuleList:
     """The ``ModuleList`` of transformer layers of a Hugging Face encoder (same rule as ``truncated_copy``)."""
-    import torch
+    import torch  # heavy: imported on first use
 
     total = int(encoder.config.num_hidden_layers)
     stacks = [m for m in encoder.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == total]
@@ -56,7 +56,7 @@ def layer_stack(encoder: Any) -> torch.nn.ModuleList:
 
 def encoder_shape(model: SentenceTransformer) -> EncoderShape:
     """Sizes of a sentence-transformers model's encoder, for :func:`flops_per_token` and :func:`params_used`."""
-    import torch
+    import torch  # heavy: imported on first use
 
     encoder: Any = model[0].auto_model
     config = encoder.config

@@ -9,6 +9,10 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
+from core.provenance import cpu_model
+
 if TYPE_CHECKING:
     pass
 
@@ -42,10 +46,7 @@ class Machine:
 
 def current_machine() -> Machine:
     """This machine as torch will run now (torch's current intra-op thread count)."""
-    import psutil
-    import torch
-
-    from core.provenance import cpu_model
+    import torch  # heavy: imported on first use
 
     logical = os.cpu_count() or 1
     return Machine(

@@ -6,15 +6,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from core import ann, quantize, retrieval, submodels
+from core.ann import AnnSpec
 from core.cost.encoding import timed
 from core.cost.keys import EXACT, CostError, ProgressFn
-
-if TYPE_CHECKING:
-    from core.ann import AnnSpec
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,6 @@ class _ExactIndexes:
         self.build_s: dict[str, float] = {}
 
     def __call__(self, precision: str) -> Any:
-        from core import retrieval
-
         if precision not in self.indexes:
             start = time.perf_counter()
             self.indexes[precision] = retrieval.build_index(self.corpus, precision)
@@ -123,8 +120,6 @@ def measure_search(
         skip: cells already stored.
         progress: called with ("search", done, total).
     """
-    from core import ann, quantize, retrieval, submodels
-
     for p in precisions:
         quantize.check_precision(p)
     corpus_full = np.asarray(corpus_emb, dtype=np.float32)

@@ -20,7 +20,7 @@ differences d_i, so pairs with large rank errors are exactly the ones that pull 
 **Per-query loss on retrieval.** The baseline's per-query metric minus the cell's (e.g. nDCG@10):
 positive where the cell ranks that query's relevant documents worse.
 
-Out of scope: drawing and widgets (pages), computing missing cells (core/evaluate).
+Out of scope: drawing and widgets (pages), computing missing cells (core.lab.evaluate).
 """
 
 from __future__ import annotations

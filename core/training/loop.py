@@ -33,7 +33,8 @@ import numpy as np
 
 from common.errors import LabError
 from common.processes import pid_alive
-from core import checkpoints
+from core import checkpoints, provenance
+from core.submodels import default_diagonal, forward_all_layers
 from core.training import data as training_data
 from core.training import losses
 
@@ -177,8 +178,6 @@ def resolve_pairs(
     pairs: Sequence[tuple[int, int]] | None, num_layers: int, width: int
 ) -> tuple[tuple[int, int], ...]:
     """The pairs to train, checked against the base model: layer in 1..L, dim in 1..width, no repeats."""
-    from core.submodels import default_diagonal
-
     chosen = tuple(pairs) if pairs else tuple(default_diagonal(num_layers, width))
     if len(set(chosen)) != len(chosen):
         raise TrainingError(f"--pairs lists a pair twice: {chosen}")
@@ -287,8 +286,6 @@ class Objective:
         rng: random.Random,
     ) -> losses.LossParts:
         """The loss of one batch: one encoder pass per text column, then the method's loss."""
-        from core.submodels import forward_all_layers
-
         L, D = self.num_layers, self.width  # the paper's notation
         plan = None
         if self.method == "2dmse":
@@ -382,8 +379,8 @@ def fit(
     Seeds torch (dropout) inside a forked RNG state, so the caller's global RNG is left alone.
     Raises ``TrainingCancelled`` when ``should_stop()`` turns true (checked before every step).
     """
-    import torch
-    from transformers import get_linear_schedule_with_warmup
+    import torch  # heavy: imported on first use
+    from transformers import get_linear_schedule_with_warmup  # heavy: imported on first use
 
     base = losses.make_base_loss(objective.base_loss, model, scale=objective.loss_scale)
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -437,8 +434,6 @@ def base_display(info: checkpoints.CheckpointInfo) -> str:
 
 
 def run_provenance(info: checkpoints.CheckpointInfo, dataset_fp: str) -> dict[str, Any]:
-    from core import provenance
-
     return provenance.collect_provenance(info.to_dict(), dataset_fp)
 
 

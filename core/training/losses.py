@@ -64,7 +64,10 @@ def make_base_loss(kind: str, model: Any, scale: float = 20.0) -> BaseLoss:
     ``cosent`` ranks pairs by label (only the label order matters); ``mnrl`` treats column 1 as each
     query's positive and the other rows as in-batch negatives (labels unused).
     """
-    from sentence_transformers.sentence_transformer.losses import CoSENTLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (  # heavy: imported on first use
+        CoSENTLoss,
+        MultipleNegativesRankingLoss,
+    )
 
     if kind == "cosent":
         st_loss: Any = CoSENTLoss(model, scale=scale)

@@ -19,13 +19,12 @@ if str(_ROOT) not in sys.path:  # the alembic CLI does not put the repo on sys.p
     sys.path.insert(0, str(_ROOT))
 
 from common import settings  # noqa: E402
-from storage import db  # noqa: E402
-from storage.models import Base  # noqa: E402
+from storage import db, schema  # noqa: E402
 
 config = context.config
 if config.config_file_name is not None:  # alembic CLI only; the lab's own logging is left alone
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-target_metadata = Base.metadata
+target_metadata = schema.metadata
 
 
 def _configure(**kwargs: object) -> None:
