@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from storage import cost_models, models
+from storage import cost_models, models, reference_models
 from storage.base import Base
 
 metadata = Base.metadata
-TABLE_MODULES = (models, cost_models)  # each defines its tables on ``Base.metadata``
+TABLE_MODULES = (models, cost_models, reference_models)  # each defines its tables on ``Base.metadata``

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from core import scoring
+from core.cli import mteb
 from core.cli.output import stdout_to_stderr, tqdm_progress
 from core.lab import catalog
 from core.lab.evaluate import evaluate_grid
@@ -47,8 +48,11 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def cmd_results(args: argparse.Namespace) -> list[dict[str, Any]]:
+def cmd_results(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     """List stored results, optionally filtered by checkpoint and dataset name or fingerprint."""
+    if args.format == "mteb":  # MTEB model folders on disk instead of rows (core/cli/mteb.py)
+        mteb.cmd_results_mteb(args)
+        return None
     return catalog.stored_results(open_store(), args.checkpoint, args.dataset)
 
 
@@ -84,7 +88,8 @@ def add_parser(sub: Any) -> None:
     res = sub.add_parser("results", help="list stored results")
     res.add_argument("--checkpoint", help="checkpoint name or fingerprint")
     res.add_argument("--dataset", help="dataset name or fingerprint")
-    res.add_argument("--format", choices=("json", "csv", "table"), default="table")
+    res.add_argument("--format", choices=("json", "csv", "table", "mteb"), default="table")
+    mteb.add_results_options(res)
     res.set_defaults(handler=cmd_results, keys=RESULT_KEYS)
 
     ck = sub.add_parser("checkpoints", help="list known checkpoints")

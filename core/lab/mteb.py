@@ -1,0 +1,358 @@
+"""Reference models from MTEB: import published result folders into the database, list them, export the lab's.
+
+Scope: orchestration over ``core.mteb`` (parsing, the metadata rule, the format) and
+``storage.reference_repository`` (tables). The CLI (``import-mteb``, ``references``,
+``results --format mteb``) and the pages (Curves, Compare, Home) call these functions.
+
+- :func:`import_results`: every ``<model>/<revision>/<Task>.json`` of a folder; a file whose sha256 is
+  stored already is not parsed again (re-importing changes nothing), a malformed file is reported by
+  path and skipped while the rest imports; written in batches, each its own transaction, so an
+  interrupted import keeps what it wrote and the next run completes it.
+- :func:`ensure_shipped`: the copy shipped in ``data/reference/mteb-results`` is imported on first use,
+  so a fresh install shows reference models without any download.
+- :func:`references` / :func:`meta_conflicts`: stored scores with each model's resolved ``embed_dim`` and
+  ``n_parameters`` and the lab dataset of each task; the disagreements behind those figures.
+- :func:`export_results`: the lab's stored results as MTEB model folders, one per sub-model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import checkpoints, mteb
+from core.datasets import REPO_ROOT
+from storage import cost_repository, reference_repository, repository
+
+SHIPPED_DIR = REPO_ROOT / "data" / "reference" / "mteb-results"
+SHIPPED_ROOT = "data/reference/mteb-results/results"  # the shipped folder's name in provenance and the log
+BATCH_FILES = 2000  # task files written per transaction
+EXPORTED_DATASETS = frozenset(t.dataset for t in mteb.TASKS.values() if t.export and t.dataset)
+Progress = Callable[[int, int], None]
+Factory = sessionmaker[Session]
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A file that could not be imported, and why."""
+
+    path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import read and wrote."""
+
+    root: str
+    files_seen: int
+    files_changed: int  # task and meta files whose content (sha256) was new
+    files_unchanged: int
+    errors: tuple[FileError, ...]
+    models: int
+    scores_written: int
+    wall_time_s: float
+    conflicts: tuple[mteb.MetaConflict, ...] = field(default_factory=tuple)
+
+
+def display_path(path: Path) -> str:
+    """A folder's path as provenance: relative to the repository when inside it, else absolute."""
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def import_results(
+    factory: Factory,
+    path: str | Path,
+    models: Sequence[str] | None = None,
+    *,
+    progress: Progress | None = None,
+    keep_stored: bool = False,
+) -> ImportReport:
+    """Import an MTEB results folder (the repository's layout); see the module doc for the guarantees.
+
+    ``keep_stored``: a task file whose (model, revision, task) is stored already is left as stored even
+    when its content differs (the shipped copy must not overwrite a newer import of the same model).
+    """
+    started = time.perf_counter()
+    files = mteb.find_result_files(Path(path), models)
+    root_path = mteb.results_root(Path(path))
+    root = display_path(root_path)
+    prefix = (
+        len(str(root_path)) + 1
+    )  # file paths below the root, joined to its display form (no resolve per file)
+    with factory() as s, s.begin():
+        ids = reference_repository.ensure_models(s, {(f.model, f.revision) for f in files})
+        stored = reference_repository.stored_results(s)
+        with_meta = {m.id for m in reference_repository.list_models(s) if m.meta_sha256 is not None}
+    errors: list[FileError] = []
+    changed = unchanged = written = 0
+    pending: list[tuple[dict[str, Any], tuple[tuple[str, str, str, float | None], ...]]] = []
+    metas: list[tuple[int, dict[str, Any]]] = []
+
+    def flush() -> None:
+        nonlocal written
+        if not (pending or metas):
+            return
+        with factory() as s, s.begin():
+            written += reference_repository.replace_results(
+                s, [r for r, _ in pending], [rows for _, rows in pending]
+            )
+            for model_id, meta in metas:
+                reference_repository.set_model_meta(s, model_id, meta)
+        pending.clear()
+        metas.clear()
+
+    for done, file in enumerate(files, start=1):
+        source = f"{root}/{file.path.as_posix()[prefix:]}"
+        try:
+            data = file.path.read_bytes()
+        except OSError as exc:
+            errors.append(FileError(source, f"cannot read: {exc.strerror or exc}"))
+            continue
+        digest = mteb.sha256(data)
+        model_id = ids[(file.model, file.revision)]
+        try:
+            if file.is_meta:
+                if keep_stored and model_id in with_meta:
+                    continue
+                meta = mteb.parse_meta_bytes(data, source)
+                metas.append((model_id, {
+                    "embed_dim": meta.embed_dim, "n_parameters": meta.n_parameters,
+                    "max_tokens": meta.max_tokens, "similarity": meta.similarity_fn_name,
+                    "meta_path": source, "meta_sha256": digest,
+                }))  # fmt: skip
+                continue
+            known = stored.get((model_id, file.task))
+            if known is not None and (known.sha256 == digest or keep_stored):
+                unchanged += 1  # provenance stays the first path the content came from
+                continue
+            parsed = mteb.parse_result_bytes(data, file.task, source)
+        except mteb.MtebFormatError as exc:
+            errors.append(FileError(source, str(exc).removeprefix(f"{source}: ")))
+            continue
+        changed += 1
+        pending.append(({
+            "model_id": model_id, "task": file.task, "source_path": source, "sha256": digest,
+            "mteb_version": parsed.mteb_version, "dataset_revision": parsed.dataset_revision,
+        }, parsed.scores))  # fmt: skip
+        if len(pending) >= BATCH_FILES:
+            flush()
+        if progress is not None and (done % 500 == 0 or done == len(files)):
+            progress(done, len(files))
+    flush()
+    if progress is not None:
+        progress(len(files), len(files))
+    wall = time.perf_counter() - started
+    imported_models = sorted({f.model for f in files})
+    with factory() as s, s.begin():
+        reference_repository.log_import(
+            s, root=root, files_seen=len(files), files_changed=changed, files_failed=len(errors),
+            scores_written=written, wall_time_s=wall,
+            errors=[{"path": e.path, "message": e.message} for e in errors],
+        )  # fmt: skip
+        conflicts = _conflicts(s, imported_models)
+    return ImportReport(
+        root=root,
+        files_seen=len(files),
+        files_changed=changed,
+        files_unchanged=unchanged,
+        errors=tuple(errors),
+        models=len(imported_models),
+        scores_written=written,
+        wall_time_s=wall,
+        conflicts=tuple(conflicts),
+    )
+
+
+def ensure_shipped(factory: Factory) -> ImportReport | None:
+    """Import the shipped folder once per database (a logged import of it exists -> nothing to do)."""
+    with factory() as s:
+        if reference_repository.imports(s, SHIPPED_ROOT) or not SHIPPED_DIR.is_dir():
+            return None
+    return import_results(factory, SHIPPED_DIR, keep_stored=True)
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+def _metas_by_model(
+    s: Session, models: Sequence[str] | None = None
+) -> dict[str, dict[str, mteb.ModelMeta | None]]:
+    by_model: dict[str, dict[str, mteb.ModelMeta | None]] = defaultdict(dict)
+    wanted = set(models) if models else None
+    for record in reference_repository.list_models(s):
+        if wanted is not None and record.name not in wanted:
+            continue
+        meta = None
+        if record.meta_sha256 is not None:
+            meta = mteb.ModelMeta(record.name, record.revision, record.embed_dim, record.n_parameters,
+                                  record.max_tokens, record.similarity)  # fmt: skip
+        by_model[record.name][record.revision] = meta
+    return by_model
+
+
+def _conflicts(s: Session, models: Sequence[str] | None = None) -> list[mteb.MetaConflict]:
+    found: list[mteb.MetaConflict] = []
+    for model, metas in sorted(_metas_by_model(s, models).items()):
+        found.extend(mteb.resolve_model_meta(model, metas)[2])
+    return found
+
+
+def meta_conflicts(factory: Factory) -> list[mteb.MetaConflict]:
+    """Every stored model whose meta files disagree, with the value the rule chose."""
+    ensure_shipped(factory)
+    with factory() as s:
+        return _conflicts(s)
+
+
+def references(
+    factory: Factory,
+    *,
+    models: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    subset: str | None = None,
+) -> pd.DataFrame:
+    """Stored reference scores (``core.mteb.REFERENCE_COLUMNS``): each row with its model's resolved
+    embed_dim / n_parameters and the lab dataset of its task (None where the lab has none)."""
+    ensure_shipped(factory)
+    with factory() as s:
+        frame = reference_repository.scores_frame(
+            s, models=models, tasks=tasks, metrics=metrics, subset=subset
+        )
+        resolved = {
+            model: mteb.resolve_model_meta(model, metas)[:2]
+            for model, metas in _metas_by_model(s, sorted(set(frame["model"]))).items()
+        }
+    frame["embed_dim"] = frame["model"].map(lambda m: resolved.get(m, (None, None))[0]).astype("Int64")
+    frame["n_parameters"] = frame["model"].map(lambda m: resolved.get(m, (None, None))[1]).astype("Int64")
+    frame["dataset"] = frame["task"].map(mteb.dataset_for_task)
+    return frame[list(mteb.REFERENCE_COLUMNS)]
+
+
+def reference_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The ``references --format json`` rows: model, revision, embed_dim, n_parameters, task, dataset,
+    metric, value, source (+ split, subset, sha256, mteb_version); NaN and missing figures as null."""
+    rows = []
+    for rec in frame.to_dict("records"):
+        value = rec["value"]
+        rows.append({
+            "model": rec["model"], "revision": rec["revision"],
+            "embed_dim": None if pd.isna(rec["embed_dim"]) else int(rec["embed_dim"]),
+            "n_parameters": None if pd.isna(rec["n_parameters"]) else int(rec["n_parameters"]),
+            "task": rec["task"], "dataset": rec["dataset"], "metric": rec["metric"],
+            "value": None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value),
+            "source": rec["source"], "split": rec["split"], "subset": rec["subset"], "sha256": rec["sha256"],
+            "mteb_version": rec["mteb_version"] if isinstance(rec["mteb_version"], str) else None,
+        })  # fmt: skip
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote: model folders, task files, and what was left out and why."""
+
+    output: str
+    folders: tuple[str, ...]
+    files: int
+    skipped: tuple[str, ...]  # datasets that are not MTEB tasks (or not the same items)
+
+
+def _params_by_layer(record: repository.CheckpointRecord, s: Session) -> dict[int, int] | None:
+    """Parameters used per layer count: measured ones when stored, else counted on the loaded model."""
+    measured = cost_repository.encoding_costs_frame(s, record.fingerprint)
+    if not measured.empty and "params" in measured:
+        found = {int(k): int(v) for k, v in zip(measured["layer"], measured["params"], strict=True)}
+        if len(found) >= record.num_layers:
+            return found
+    try:
+        from core import cost  # torch: only when a model must be loaded
+
+        loaded = checkpoints.load(record.name)
+        if loaded.info.fingerprint != record.fingerprint:
+            return None  # the folder changed since it was evaluated: its counts are not this checkpoint's
+        shape = cost.encoder_shape(loaded.model)
+        return {k: cost.params_used(shape, k) for k in range(0, shape.num_layers + 1)}
+    except checkpoints.CheckpointError:
+        return None
+
+
+def export_results(factory: Factory, output: str | Path, checkpoint: str | None = None) -> ExportReport:
+    """Write stored results as MTEB model folders ``<checkpoint>__L<k>-D<d>[-<precision>]/<revision>/<Task>.json``.
+
+    Only datasets whose items are an MTEB task's (``core.mteb.TASKS`` with ``export``) are written, under
+    MTEB's task name; ``<revision>`` is the checkpoint fingerprint's first 12 characters (the lab's
+    content revision); ``dataset_revision`` is ``mlab-<dataset fingerprint>`` (the lab's copy, not a
+    claim about MTEB's dataset revision). Raises ``mteb.MtebFormatError`` when nothing is exportable.
+    """
+    out = Path(output)
+    with factory() as s:
+        records = repository.list_checkpoints(s)
+        if checkpoint:
+            record = repository.get_checkpoint(s, checkpoint)
+            if record is None:
+                raise mteb.MtebFormatError(
+                    f"no stored checkpoint named {checkpoint!r} (see `python -m core checkpoints`)"
+                )
+            records = [record]
+        frame = repository.results_frame(s)
+        params = {}
+        wanted = {r.fingerprint for r in records}
+        frame = frame[frame["checkpoint_fp"].isin(wanted)]
+        exportable = frame[frame["dataset"].isin(EXPORTED_DATASETS)]
+        for record in records:
+            if record.fingerprint in set(exportable["checkpoint_fp"]):
+                params[record.fingerprint] = _params_by_layer(record, s)
+    skipped = sorted(set(frame["dataset"]) - set(exportable["dataset"]))
+    if exportable.empty:
+        raise mteb.MtebFormatError(
+            "no stored results on a dataset that is an MTEB task (exported: "
+            + ", ".join(f"{t.dataset} -> {t.task}" for t in mteb.TASKS.values() if t.export)
+            + "); evaluate one first, e.g. `python -m core evaluate --checkpoint default --dataset stsb-test`"
+        )
+    by_fp = {r.fingerprint: r for r in records}
+    folders: set[str] = set()
+    files = 0
+    keys = ["checkpoint_fp", "dataset", "dataset_fp", "split", "layer", "dim", "precision"]
+    for (fp, dataset, dataset_fp, _split, layer, dim, precision), group in exportable.groupby(
+        keys, sort=True
+    ):
+        record = by_fp[fp]
+        info = mteb.task_for_dataset(dataset)
+        assert info is not None  # filtered above
+        folder = mteb.submodel_folder(record.name, int(layer), int(dim), str(precision))
+        revision = record.fingerprint[:12]
+        target = out / folder / revision
+        target.mkdir(parents=True, exist_ok=True)
+        values = {
+            m: (None if pd.isna(v) else float(v))
+            for m, v in zip(group["metric"], group["value"], strict=True)
+        }
+        doc = mteb.task_result_dict(info.task, values, f"mlab-{dataset_fp}", split=info.split)
+        (target / f"{info.task}.json").write_text(mteb.dump_json(doc), encoding="utf-8")
+        counts = params.get(fp)
+        meta = mteb.model_meta_dict(
+            folder, revision, int(dim), None if counts is None else counts.get(int(layer)),
+            max_tokens=record.max_seq_length, similarity=record.similarity,
+            source={"checkpoint": record.name, "checkpoint_fingerprint": record.fingerprint,
+                    "layer": int(layer), "dim": int(dim), "precision": str(precision)},
+        )  # fmt: skip
+        (target / mteb.META_FILE).write_text(mteb.dump_json(meta), encoding="utf-8")
+        folders.add(folder)
+        files += 1
+    return ExportReport(str(out), tuple(sorted(folders)), files, tuple(skipped))

@@ -1,0 +1,620 @@
+"""MTEB's result format: read published result files, resolve model metadata, write the lab's results.
+
+Scope: pure functions over bytes, dicts and DataFrames (no database, no UI). ``core.lab.mteb`` joins
+them with storage; the CLI and pages call that.
+
+The layout (the public ``embeddings-benchmark/results`` repository's)::
+
+    results/<org>__<model>/<revision>/<TaskName>.json      # one task's scores
+    results/<org>__<model>/<revision>/model_meta.json      # name, revision, embed_dim, n_parameters ...
+
+What real files hold (all read here):
+
+- current files (mteb >= 1.11): ``scores: {split: [{hf_subset, languages, main_score, <metric>: value}]}``;
+- ``external`` folders (results converted from older runs): the same shape, keys of the older
+  generation (``cos_sim_spearman``), ``mteb_version: null``;
+- legacy files (mteb < 1.11, some models of the full repository): ``{split: {"cos_sim": {"spearman": v}}}``
+  at the top level, one level deeper per subset for multilingual tasks, no ``main_score``.
+
+Keys are mapped to the lab's (``cos_sim_spearman`` -> ``cosine_spearman``); a row per (split, subset,
+metric) keeps ``main_score`` as the file states it plus the metrics the lab also computes. Values stay
+fractions as in the file.
+
+Metadata rule (:func:`resolve_model_meta`): each revision folder keeps its own ``model_meta.json`` as
+published; the one ``embed_dim`` / ``n_parameters`` of a model (where plots place it) is the value most
+of its meta files agree on, a tie going to the ``external`` folder's (written from the model card when
+the results were submitted; in the shipped data it is the one matching the model's real output size);
+every disagreement is returned as a :class:`MetaConflict` for the CLI and pages to show.
+
+Export (:func:`task_result_dict`, :func:`model_meta_dict`): MTEB's current format (the TaskResult of
+``mteb`` 2.x, key generation ``cosine_spearman``), ``mteb_version`` = :data:`FORMAT_VERSION`.
+
+>>> parse_result_bytes(b'{"task_name": "BIOSSES", "mteb_version": null, "dataset_revision": "x",'
+...     b' "scores": {"test": [{"hf_subset": "default", "cos_sim_spearman": 0.8, "main_score": 0.8}]}}',
+...     "BIOSSES").scores
+(('test', 'default', 'cosine_spearman', 0.8), ('test', 'default', 'main_score', 0.8))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from common.errors import LabError
+from core import metrics
+
+FORMAT_VERSION = "2.26.24"  # the mteb release whose TaskResult format (and loader) the export targets
+EXTERNAL = "external"
+META_FILE = "model_meta.json"
+NO_REVISION = "no_revision_available"
+
+# Older key generation -> the lab's (= mteb's current) keys.
+KEY_ALIASES: dict[str, str] = {
+    "cos_sim_spearman": "cosine_spearman",
+    "cos_sim_pearson": "cosine_pearson",
+}
+# Metrics kept besides main_score: the ones the lab computes too.
+LAB_METRICS: frozenset[str] = frozenset(m for names in metrics.METRICS.values() for m in names)
+MAIN = "main_score"
+# (key in a file, lab key) to read from each (split, subset) dict, current generation first.
+_WANTED_KEYS: tuple[tuple[str, str], ...] = (
+    *((m, m) for m in sorted(LAB_METRICS | {MAIN})),
+    *sorted(KEY_ALIASES.items()),
+)
+
+
+class MtebFormatError(LabError):
+    """A file that is not an MTEB result (or model meta) file; the message names the file."""
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """An MTEB task the lab knows: its lab dataset (if any), kind, split and the caveat of the match."""
+
+    task: str
+    dataset: str | None  # the lab's built-in dataset scoring the same task, None if the lab has none
+    kind: str  # metrics kind: "sts" or "retrieval"
+    split: str = "test"
+    caveat: str = ""  # shown beside every point where a lab dataset is not the same items as MTEB's
+    export: bool = False  # the lab's dataset is this task's items: its results export under this name
+
+
+SICKR_CAVEAT = (
+    "MTEB's SICK-R scores all 9,927 SICK pairs; the lab's sickr-test is the 4,927-pair test split, "
+    "so the numbers are not on the same pairs."
+)
+BIOSSES_CAVEAT = (
+    "Same 100 pairs and scores, but MTEB's copy of BIOSSES differs slightly in text from the lab's."
+)
+
+TASKS: dict[str, TaskInfo] = {
+    t.task: t
+    for t in (
+        TaskInfo("STSBenchmark", "stsb-test", "sts", export=True),
+        TaskInfo("SICK-R", "sickr-test", "sts", caveat=SICKR_CAVEAT),
+        TaskInfo("BIOSSES", "biosses", "sts", caveat=BIOSSES_CAVEAT, export=True),
+        *(TaskInfo(f"STS{n}", None, "sts") for n in (12, 13, 14, 15, 16)),
+        TaskInfo("SciFact", None, "retrieval"),
+        TaskInfo("NFCorpus", None, "retrieval"),
+    )
+}
+DATASET_TASKS: dict[str, TaskInfo] = {t.dataset: t for t in TASKS.values() if t.dataset}
+# Export: the lab's dataset -> MTEB dataset revision is not claimed; the lab writes its own fingerprint.
+MTEB_LANGUAGES = ["eng-Latn"]
+
+
+def task_for_dataset(dataset: str) -> TaskInfo | None:
+    """The MTEB task a lab dataset corresponds to (``stsb-test`` -> STSBenchmark), or None."""
+    return DATASET_TASKS.get(dataset)
+
+
+def dataset_for_task(task: str) -> str | None:
+    """The lab dataset of an MTEB task (``SICK-R`` -> ``sickr-test``), or None."""
+    info = TASKS.get(task)
+    return info.dataset if info else None
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """One ``<model>/<revision>/<Task>.json`` (or ``model_meta.json``) found under a results folder."""
+
+    model: str  # "org/name" from the folder name "org__name"
+    revision: str  # the folder name: a commit hash, "external", "no_revision_available" ...
+    task: str  # the file stem; "" for model_meta.json
+    path: Path
+
+    @property
+    def is_meta(self) -> bool:
+        """True for ``model_meta.json``."""
+        return self.path.name == META_FILE
+
+
+@dataclass(frozen=True)
+class ParsedResult:
+    """The scores of one task file: rows of (split, subset, metric, value); value None = NaN/null."""
+
+    task: str
+    mteb_version: str | None
+    dataset_revision: str | None
+    scores: tuple[tuple[str, str, str, float | None], ...]
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """The fields of a ``model_meta.json`` the lab uses (None where the file has none)."""
+
+    name: str | None
+    revision: str | None
+    embed_dim: int | None
+    n_parameters: int | None
+    max_tokens: int | None
+    similarity_fn_name: str | None
+
+
+def model_name(folder: str) -> str:
+    """``BAAI__bge-small-en-v1.5`` -> ``BAAI/bge-small-en-v1.5`` (the results repository's folder naming)."""
+    org, sep, name = folder.partition("__")
+    return f"{org}/{name}" if sep else folder
+
+
+def folder_name(model: str) -> str:
+    """``BAAI/bge-small-en-v1.5`` -> ``BAAI__bge-small-en-v1.5``."""
+    return model.replace("/", "__", 1)
+
+
+def results_root(path: Path) -> Path:
+    """The folder holding the model folders: ``path/results`` when it exists (a repository checkout), else ``path``."""
+    inner = path / "results"
+    return inner if inner.is_dir() else path
+
+
+def find_result_files(path: Path, models: Sequence[str] | None = None) -> list[ResultFile]:
+    """Every ``<model>/<revision>/*.json`` under ``path`` (or ``path/results``), sorted; deeper files are ignored.
+
+    ``models`` (``org/name`` or the folder name) keeps only those models; a name that matches no
+    folder is an error, so a typo does not import nothing silently.
+    """
+    root = results_root(Path(path))
+    if not root.is_dir():
+        raise MtebFormatError(f"{path}: not a folder")
+    wanted = {folder_name(m) for m in models} if models else None
+    found: list[ResultFile] = []
+    seen: set[str] = set()
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if wanted is not None and model_dir.name not in wanted:
+            continue
+        seen.add(model_dir.name)
+        for revision_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
+            for file in sorted(revision_dir.glob("*.json")):
+                task = "" if file.name == META_FILE else file.stem
+                found.append(ResultFile(model_name(model_dir.name), revision_dir.name, task, file))
+    if wanted is not None and wanted - seen:
+        missing = ", ".join(sorted(model_name(m) for m in wanted - seen))
+        raise MtebFormatError(f"{root}: no model folder for {missing} (expected <org>__<name>/<revision>/)")
+    if not found:
+        raise MtebFormatError(f"{root}: no MTEB result files (expected <org>__<name>/<revision>/<Task>.json)")
+    return found
+
+
+def sha256(data: bytes) -> str:
+    """Hex sha256 of the bytes (the provenance of every imported score)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# Python's json writes NaN/Infinity as values, which JSON (and orjson) rejects; they become null (= NaN).
+_NON_FINITE = ((b": NaN", b": null"), (b": -Infinity", b": null"), (b": Infinity", b": null"))
+
+
+def load_json(data: bytes, where: str) -> Any:
+    """Parse JSON bytes with orjson (7x faster than ``json`` on the results repository), NaN read as null."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    for token, null in _NON_FINITE:
+        data = data.replace(token, null)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # the standard parser's message says what and where
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MtebFormatError(f"{where}: not valid JSON ({exc})") from None
+
+
+def _number(value: Any) -> float | bool | None:
+    """A score value as float (None for null/NaN); False when the value is not a number at all."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _metric_rows(
+    split: str, subset: str, scores: Mapping[str, Any]
+) -> list[tuple[str, str, str, float | None]]:
+    """main_score and the lab's metrics of one (split, subset) dict, keys mapped to the lab's generation."""
+    picked: dict[str, float | None] = {}
+    for key, name in _WANTED_KEYS:  # current keys first: in external files both generations appear
+        if name in picked or key not in scores:
+            continue
+        raw = scores[key]
+        value = _number(raw)
+        if value is False:
+            raise ValueError(f"{split}/{subset}: {key} is not a number ({raw!r})")
+        picked[name] = value
+    return [(split, subset, m, picked[m]) for m in sorted(picked)]
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            _flatten(f"{prefix}_{key}" if prefix else str(key), inner, out)
+    else:
+        out[prefix] = value
+
+
+_LEGACY_GROUPS = frozenset({"cos_sim", "cosine", "euclidean", "manhattan", "dot", "max", "similarity"})
+
+
+def _legacy_rows(task: str, data: Mapping[str, Any]) -> list[tuple[str, str, str, float | None]]:
+    """Rows of a pre-1.11 file: ``{split: {"cos_sim": {"spearman": v}}}`` or ``{split: {subset: {...}}}``."""
+    skip = {"mteb_version", "mteb_dataset_name", "dataset_revision", "task_name", "evaluation_time"}
+    info = TASKS.get(task)
+    rows: list[tuple[str, str, str, float | None]] = []
+    for split, block in data.items():
+        if split in skip or not isinstance(block, Mapping):
+            continue
+        values = {k: v for k, v in block.items() if k != "evaluation_time"}
+        # A subset level ({"en": {...}, "de": {...}}) holds only dicts, none of them a metric group.
+        per_subset = (
+            bool(values)
+            and all(isinstance(v, Mapping) for v in values.values())
+            and not set(values) & _LEGACY_GROUPS
+        )
+        subsets = values if per_subset else {"default": values}
+        for subset, scores in subsets.items():
+            flat: dict[str, Any] = {}
+            _flatten("", scores, flat)
+            flat = {k: v for k, v in flat.items() if k != "evaluation_time"}
+            if MAIN not in flat and info is not None:
+                main_key = metrics.MAIN_SCORE[info.kind]
+                for key, value in flat.items():
+                    if KEY_ALIASES.get(key, key) == main_key:
+                        flat[MAIN] = value
+                        break
+            rows.extend(_metric_rows(split, subset, flat))
+    return rows
+
+
+def parse_result_bytes(data: bytes, task: str, where: str = "") -> ParsedResult:
+    """Parse one task file (any generation); raises :class:`MtebFormatError` naming ``where``."""
+    label = where or task
+    doc = load_json(data, label)
+    if not isinstance(doc, dict):
+        raise MtebFormatError(f"{label}: expected a JSON object, found {type(doc).__name__}")
+    version = doc.get("mteb_version")
+    revision = doc.get("dataset_revision")
+    try:
+        scores = doc.get("scores")
+        if scores is None:
+            rows = _legacy_rows(task, doc)
+            if not rows and not any(isinstance(v, Mapping) for v in doc.values()):
+                raise ValueError("no 'scores' and no split of scores")
+        else:
+            if not isinstance(scores, dict):
+                raise ValueError(f"'scores' must be an object of splits, found {type(scores).__name__}")
+            rows = []
+            for split, entries in scores.items():
+                if isinstance(entries, dict):  # a split holding one unlabelled subset
+                    entries = [entries]
+                if not isinstance(entries, list):
+                    raise ValueError(
+                        f"scores.{split} must be a list of subsets, found {type(entries).__name__}"
+                    )
+                for i, entry in enumerate(entries):
+                    if not isinstance(entry, dict):
+                        raise ValueError(f"scores.{split}[{i}] is not an object")
+                    subset = str(entry.get("hf_subset") or "default")
+                    rows.extend(_metric_rows(str(split), subset, entry))
+    except ValueError as exc:
+        raise MtebFormatError(f"{label}: {exc}") from None
+    if len({r[:3] for r in rows}) < len(rows):  # a (split, subset) listed twice: the later entry wins
+        rows = list({r[:3]: r for r in rows}.values())
+    return ParsedResult(
+        task=task,
+        mteb_version=None if version is None else str(version),
+        dataset_revision=None if revision is None else str(revision),
+        scores=tuple(rows),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    number = _number(value)
+    if number is None or number is False:
+        return None
+    return int(number)
+
+
+def parse_meta_bytes(data: bytes, where: str = "model_meta.json") -> ModelMeta:
+    """The used fields of a ``model_meta.json``; raises :class:`MtebFormatError` naming ``where``."""
+    doc = load_json(data, where)
+    if not isinstance(doc, dict):
+        raise MtebFormatError(f"{where}: expected a JSON object, found {type(doc).__name__}")
+    sim = doc.get("similarity_fn_name")
+    return ModelMeta(
+        name=doc.get("name") if isinstance(doc.get("name"), str) else None,
+        revision=doc.get("revision") if isinstance(doc.get("revision"), str) else None,
+        embed_dim=_int_or_none(doc.get("embed_dim")),
+        n_parameters=_int_or_none(doc.get("n_parameters")),
+        max_tokens=_int_or_none(doc.get("max_tokens")),
+        similarity_fn_name=sim if isinstance(sim, str) else None,
+    )
+
+
+# --------------------------------------------------------------------------------- metadata rule
+
+
+@dataclass(frozen=True)
+class MetaConflict:
+    """A model whose meta files disagree on a field: every value with its revisions, and the one chosen."""
+
+    model: str
+    field: str
+    values: tuple[tuple[int, tuple[str, ...]], ...]  # (value, revisions stating it), by value
+    chosen: int
+
+    def describe(self) -> str:
+        """One line: ``BAAI/bge-small-en-v1.5 embed_dim: 384 (external) vs 512 (5c38ec7); using 384``."""
+        parts = " vs ".join(
+            f"{value:,} ({', '.join(r[:7] if r != EXTERNAL else r for r in revs)})"
+            for value, revs in self.values
+        )
+        return f"{self.model} {self.field}: {parts}; using {self.chosen:,}"
+
+
+# Parameter counts in the model registry are rounded (33,400,000 vs the exact 33,360,512): only a
+# difference beyond this relative tolerance is a conflict.
+PARAMS_TOLERANCE = 0.05
+
+
+def _choose(values_by_revision: Mapping[str, int]) -> int:
+    counts = Counter(values_by_revision.values())
+    top = max(counts.values())
+    tied = [v for v, c in counts.items() if c == top]
+    if len(tied) == 1:
+        return tied[0]
+    if EXTERNAL in values_by_revision and values_by_revision[EXTERNAL] in tied:
+        return values_by_revision[EXTERNAL]
+    return min(tied)  # no external to break the tie: the smaller value (a stated, deterministic choice)
+
+
+def resolve_model_meta(
+    model: str, metas: Mapping[str, ModelMeta | None]
+) -> tuple[int | None, int | None, list[MetaConflict]]:
+    """(embed_dim, n_parameters, conflicts) of a model from its revisions' meta files (rule in the module doc).
+
+    ``n_parameters`` values within :data:`PARAMS_TOLERANCE` of each other agree; the most precise of
+    them (the one not ending in zeros, i.e. the exact count over a rounded one) is returned.
+
+    >>> m = lambda d, p: ModelMeta(None, None, d, p, None, None)
+    >>> dim, params, conflicts = resolve_model_meta("a/b", {"5c3": m(512, 33400000), "external": m(384, 33360512)})
+    >>> dim, params, [c.describe() for c in conflicts]
+    (384, 33360512, ['a/b embed_dim: 384 (external) vs 512 (5c3); using 384'])
+    """
+    conflicts: list[MetaConflict] = []
+    dims = {rev: meta.embed_dim for rev, meta in metas.items() if meta is not None and meta.embed_dim}
+    embed_dim = _choose(dims) if dims else None
+    if len(set(dims.values())) > 1 and embed_dim is not None:
+        conflicts.append(_conflict(model, "embed_dim", dims, embed_dim))
+    params = {rev: meta.n_parameters for rev, meta in metas.items() if meta is not None and meta.n_parameters}
+    n_parameters = None
+    if params:
+        chosen = _choose(params)
+        close = [v for v in params.values() if abs(v - chosen) <= PARAMS_TOLERANCE * chosen]
+        n_parameters = max(close, key=lambda v: (len(str(v).rstrip("0")), -abs(v - chosen)))
+        far = [v for v in params.values() if abs(v - chosen) > PARAMS_TOLERANCE * chosen]
+        if far:
+            conflicts.append(_conflict(model, "n_parameters", params, n_parameters))
+    return embed_dim, n_parameters, conflicts
+
+
+def _conflict(model: str, field: str, by_revision: Mapping[str, int], chosen: int) -> MetaConflict:
+    revisions: dict[int, list[str]] = {}
+    for rev, value in sorted(by_revision.items()):
+        revisions.setdefault(value, []).append(rev)
+    ordered = sorted(revisions.items(), key=lambda kv: (kv[0] != chosen, kv[0]))
+    return MetaConflict(model, field, tuple((v, tuple(r)) for v, r in ordered), chosen)
+
+
+_VERSION_PART = re.compile(r"\d+")
+
+
+def version_key(version: object) -> tuple[int, ...]:
+    """Sortable mteb version (``"1.18.0"`` -> (1, 18, 0)); None/NaN (external files) sorts first."""
+    if not isinstance(version, str) or not version:
+        return ()
+    return tuple(int(p) for p in _VERSION_PART.findall(version)[:4])
+
+
+# ------------------------------------------------------------------------- reference points (pages)
+
+REFERENCE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "revision",
+    "embed_dim",
+    "n_parameters",
+    "task",
+    "dataset",
+    "split",
+    "subset",
+    "metric",
+    "value",
+    "mteb_version",
+    "source",
+    "sha256",
+)
+X_KINDS: dict[str, str] = {
+    "dim": "embedding dims",
+    "bytes_per_vector": "bytes per vector (float32)",
+    "params": "parameters",
+}
+
+
+def reference_points(scores: pd.DataFrame, dataset: str, metric: str, x: str = "dim") -> pd.DataFrame:
+    """One point per reference model on a lab dataset: model, revision, x, value, embed_dim, n_parameters, caveat.
+
+    ``scores`` has :data:`REFERENCE_COLUMNS`. The point is the task's test split, subset ``default``;
+    where a model has the task in several revisions, the file with the newest ``mteb_version`` wins
+    (external files last). ``x``: ``dim`` (embed dim), ``bytes_per_vector`` (float32: 4 bytes a dim)
+    or ``params``; models without that figure are left out.
+    """
+    info = DATASET_TASKS.get(dataset)
+    columns = ["model", "revision", "x", "value", "embed_dim", "n_parameters", "task", "caveat", "source"]
+    if x not in X_KINDS:
+        raise ValueError(f"unknown x {x!r} for reference models; choose from {', '.join(X_KINDS)}")
+    if info is None or scores.empty:
+        return pd.DataFrame(columns=columns)
+    rows = scores[
+        (scores["task"] == info.task)
+        & (scores["metric"] == metric)
+        & (scores["split"] == info.split)
+        & (scores["subset"] == "default")
+    ].copy()
+    rows = rows.dropna(subset=["value"])
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows["_v"] = rows["mteb_version"].map(version_key)
+    rows = rows.sort_values(["model", "_v", "revision"]).groupby("model", sort=True).tail(1)
+    xs = {
+        "dim": rows["embed_dim"],
+        "bytes_per_vector": rows["embed_dim"] * 4,
+        "params": rows["n_parameters"],
+    }[x]
+    out = rows.assign(x=pd.to_numeric(xs, errors="coerce"), caveat=info.caveat)[columns]
+    return out.dropna(subset=["x"]).sort_values(["x", "model"]).reset_index(drop=True)
+
+
+def nearest_references(points: pd.DataFrame, sizes: Mapping[str, int], k: int = 2) -> pd.DataFrame:
+    """Per size row label, the ``k`` reference models whose ``x`` is nearest (log scale) to that size.
+
+    ``points`` from :func:`reference_points`; ``sizes`` maps row labels to the same x (e.g. the
+    diagonal cell's dims). Returns columns ``size``, ``model``, ``x``, ``value``; ties break on model name.
+    """
+    rows: list[dict[str, Any]] = []
+    if points.empty:
+        return pd.DataFrame(columns=["size", "model", "x", "value"])
+    for label, size in sizes.items():
+        distance = (points["x"].astype(float).map(math.log) - math.log(float(size))).abs()
+        chosen = points.assign(_d=distance).sort_values(["_d", "model"]).head(k)
+        rows.extend(
+            {"size": label, "model": m, "x": int(xv), "value": float(v)}
+            for m, xv, v in zip(chosen["model"], chosen["x"], chosen["value"], strict=True)
+        )
+    return pd.DataFrame(rows, columns=["size", "model", "x", "value"])
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+def submodel_folder(checkpoint: str, layer: int, dim: int, precision: str = "float32") -> str:
+    """``default__L3-D128`` (float32) or ``default__L3-D128-int8``: the MTEB model folder of a sub-model.
+
+    A local checkpoint (an absolute folder path) is named by its folder; a hub id's ``org/name``
+    becomes ``org__name`` as in the results repository; characters a folder name cannot hold
+    (``@`` of a revision, spaces) become ``-``.
+
+    >>> submodel_folder("/models/starbucks", 2, 64), submodel_folder("org/m@v1", 6, 384, "binary")
+    ('starbucks__L2-D64', 'org__m-v1__L6-D384-binary')
+    """
+    local = checkpoint.startswith(("/", "./", "../", "~")) or "\\" in checkpoint
+    base = Path(checkpoint.rstrip("/\\")).name if local else folder_name(checkpoint)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-") or "checkpoint"
+    suffix = "" if precision == "float32" else f"-{precision}"
+    return f"{name}__L{int(layer)}-D{int(dim)}{suffix}"
+
+
+def task_result_dict(
+    task: str, values: Mapping[str, float | None], dataset_revision: str, split: str = "test"
+) -> dict[str, Any]:
+    """One task's MTEB result document (current format) from the lab's metric values of one cell.
+
+    ``main_score`` is the task kind's main metric (``cosine_spearman`` for STS); keys are the current
+    generation; NaN/None metrics are left out (MTEB files hold no nulls in scores).
+    """
+    info = TASKS[task]
+    main_key = metrics.MAIN_SCORE[info.kind]
+    main = values.get(main_key)
+    if main is None or not math.isfinite(float(main)):
+        raise MtebFormatError(f"{task}: no finite {main_key} to write as main_score")
+    entry: dict[str, Any] = {"hf_subset": "default", "languages": list(MTEB_LANGUAGES)}
+    for key in sorted(values):
+        value = values[key]
+        if value is not None and math.isfinite(float(value)):
+            entry[key] = float(value)
+    entry[MAIN] = float(main)
+    return {
+        "dataset_revision": dataset_revision,
+        "task_name": task,
+        "mteb_version": FORMAT_VERSION,
+        "scores": {split: [entry]},
+        "evaluation_time": None,
+        "kg_co2_emissions": None,
+    }
+
+
+def model_meta_dict(
+    name: str, revision: str, embed_dim: int, n_parameters: int | None, *, max_tokens: int | None,
+    similarity: str, source: Mapping[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The ``model_meta.json`` of an exported sub-model (``source``: the lab's provenance of it)."""
+    return {
+        "name": name,
+        "revision": revision,
+        "release_date": None,
+        "languages": list(MTEB_LANGUAGES),
+        "n_parameters": n_parameters,
+        "max_tokens": max_tokens,
+        "embed_dim": int(embed_dim),
+        "license": None,
+        "open_weights": None,
+        "public_training_code": None,
+        "public_training_data": None,
+        "framework": ["Sentence Transformers"],
+        "reference": None,
+        "similarity_fn_name": similarity,
+        "use_instructions": False,
+        "training_datasets": None,
+        "adapted_from": source.get("checkpoint"),
+        "superseded_by": None,
+        "modalities": ["text"],
+        "matryoshka_lab": dict(source),
+    }
+
+
+def dump_json(doc: Mapping[str, Any]) -> str:
+    """JSON text as the results repository writes it (2-space indent, trailing newline, no NaN)."""
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
+def iter_scores(parsed: Iterable[ParsedResult]) -> Iterable[tuple[str, str, str, str, float | None]]:
+    """(task, split, subset, metric, value) of every parsed file, in order."""
+    for result in parsed:
+        for split, subset, metric, value in result.scores:
+            yield result.task, split, subset, metric, value
