@@ -18,6 +18,8 @@ import json
 import sys
 from typing import Any
 
+from tqdm import tqdm
+
 from core import mteb
 from core.lab import mteb as lab_mteb
 from core.lab.store import open_store
@@ -81,8 +83,6 @@ def add_results_options(results_parser: argparse.ArgumentParser) -> None:
 def _progress(enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm  # the bar only exists on the CLI
-
     bars: list[Any] = []
 
     def progress(done: int, total: int) -> None:

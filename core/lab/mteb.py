@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import checkpoints, mteb
+from core import checkpoints, cost, mteb
 from core.datasets import REPO_ROOT
 from storage import cost_repository, reference_repository, repository
 
@@ -281,8 +281,6 @@ def _params_by_layer(record: repository.CheckpointRecord, s: Session) -> dict[in
         if len(found) >= record.num_layers:
             return found
     try:
-        from core import cost  # torch: only when a model must be loaded
-
         loaded = checkpoints.load(record.name)
         if loaded.info.fingerprint != record.fingerprint:
             return None  # the folder changed since it was evaluated: its counts are not this checkpoint's
