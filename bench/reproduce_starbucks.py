@@ -44,13 +44,13 @@ def train_all(args: argparse.Namespace, root: Path, log: list[str]) -> dict[str,
     from core import checkpoints
     from core.lab import training as lab_training
     from core.lab.store import open_store
-    from core.training import loop
+    from core.training import LossConfig, TrainConfig, loop
 
     info = checkpoints.load(args.base).info
     pairs = loop.resolve_pairs(loop.parse_pairs(args.pairs), info.num_layers, info.embedding_dim)
     folders: dict[str, dict[tuple[int, int], str]] = {"base": {p: args.base for p in pairs}}
     for method in args.methods:
-        config = loop.TrainConfig(
+        config = TrainConfig(
             output_dir=str(root / method),
             base=args.base,
             method=method,
@@ -62,9 +62,8 @@ def train_all(args: argparse.Namespace, root: Path, log: list[str]) -> dict[str,
             learning_rate=args.lr,
             warmup_ratio=args.warmup_ratio,
             seed=args.seed,
-            kl_weight=args.kl_weight,
-            kl_mode=args.kl_mode,
             limit=args.limit,
+            loss=LossConfig(kl_weight=args.kl_weight, kl_mode=args.kl_mode),
         )
         bar = _bar(f"train {method}")
         t0 = time.perf_counter()

@@ -45,7 +45,7 @@ def main() -> None:
     import torch
 
     from core import checkpoints
-    from core.training import data, loop, losses
+    from core.training import TrainConfig, data, loop, losses
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -54,13 +54,13 @@ def main() -> None:
     examples = data.load_examples(args.dataset)
     pairs = loop.resolve_pairs(None, info.num_layers, info.embedding_dim)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    config = loop.TrainConfig(output_dir=str(workdir / "unused"))
+    config = TrainConfig(output_dir=str(workdir / "unused"))
     runners = {}
     for method in methods:
         model = copy.deepcopy(loaded.model)
         model.train()
         objective = loop.objective_for(
-            loop.TrainConfig(output_dir="-", method=method),
+            TrainConfig(output_dir="-", method=method),
             pairs,
             info.num_layers,
             info.embedding_dim,

@@ -8,7 +8,7 @@ from common import settings
 from common.errors import LabError
 from core import submodels
 from core.lab import jobs
-from core.training import METHODS, TrainConfig, parse_pairs
+from core.training import METHODS, LossConfig, TrainConfig, parse_pairs
 from ui import errors, pickers, resources, state, train_widgets
 
 METHOD_HELP = {
@@ -86,8 +86,9 @@ if st.button("Start training", type="primary", key="train_start", icon=":materia
             base=(record.path if record.kind == "local" else record.name) if record else "default",
             method=method, dataset=dataset, pairs=parse_pairs(pairs_text), epochs=int(epochs),
             max_steps=int(max_steps) or None, batch_size=int(batch), learning_rate=float(lr),
-            warmup_ratio=float(warmup), seed=int(seed), kl_weight=float(kl_weight), kl_mode=kl_mode,
-            kl_temperature=float(kl_temperature), full_weight=float(full_weight), detach_teacher=detach,
+            warmup_ratio=float(warmup), seed=int(seed),
+            loss=LossConfig(kl_weight=float(kl_weight), kl_mode=kl_mode, kl_temperature=float(kl_temperature),
+                            full_weight=float(full_weight), detach_teacher=detach),
         )  # fmt: skip
         started = jobs.start_job(config)
         st.session_state["train_job"] = started.id

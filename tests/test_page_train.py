@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from core.figures import training_loss_figure
 from core.lab import jobs, registry
 from core.lab.store import open_store
+from core.training import TrainConfig
 from storage import db, repository
 from tests.pagedata import write_sts
 from tests.tinymodel import build_tiny_checkpoint
@@ -100,6 +101,16 @@ def test_a_started_job_runs_in_the_background_to_a_registered_checkpoint(
         record = repository.get_checkpoint(s, str(tmp_path / "trained"))
     assert record is not None and record.training_card is not None
     assert record.training_card["loss_curve"] == pytest.approx(job.losses, abs=1e-6)
+    # page -> job -> CLI -> card: the config the page built is the one the job ran and the card records
+    config = TrainConfig.load(jobs.jobs_dir() / job_id / "config.json")
+    assert (config.method, config.pairs, config.max_steps, config.batch_size) == (
+        "starbucks",
+        ((1, 16), (3, 48)),
+        3,
+        4,
+    )
+    assert config.output_dir == str(tmp_path / "trained") and config.dataset == str(data)
+    assert record.training_card["config"] == config.to_dict()
 
 
 def test_cancel_button_stops_a_running_job(lab: tuple[str, Path], tmp_path: Path) -> None:

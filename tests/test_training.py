@@ -9,7 +9,9 @@ models really have k layers; cancellation leaves no folder and no registered che
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,9 @@ from core import checkpoints
 from core.lab import training as lab_training
 from core.lab.store import open_store
 from core.submodels import forward_all_layers
+from core.training import LossConfig, TrainConfig, loop, losses
 from core.training import card as cards
 from core.training import data as training_data
-from core.training import loop, losses
 from tests.tinymodel import build_tiny_checkpoint
 
 PAIRS = [
@@ -63,8 +65,10 @@ def _config(tiny_folder: Path, sts_file: Path, out: Path, **kw: object) -> loop.
         "warmup_ratio": 0.0,
         "seed": 7,
     }
+    loss_fields = {f.name for f in dataclasses.fields(LossConfig)}
+    loss = {k: kw.pop(k) for k in list(kw) if k in loss_fields}
     options.update(kw)
-    return loop.TrainConfig(**options)  # type: ignore[arg-type]
+    return TrainConfig(**options, loss=LossConfig(**loss))  # type: ignore[arg-type]
 
 
 def _eval_loss(model: torch.nn.Module, pairs: tuple[tuple[int, int], ...]) -> float:
@@ -100,7 +104,7 @@ def test_each_method_lowers_its_loss(
         _config(tiny_folder, sts_file, tmp_path / method, method=method, max_steps=6),
         session_factory=open_store(),
     )
-    assert len(result.loss_curve) == 6 and all(v == v for v in result.loss_curve)
+    assert len(result.loss_curve) == 6 and all(math.isfinite(v) for v in result.loss_curve)
     after = _eval_loss(checkpoints.load(str(result.output_dir)).model, judged)
     assert after < before
     card = cards.load_card(result.output_dir)
@@ -237,7 +241,7 @@ def test_retrieval_train_split_uses_mnrl(tiny_folder: Path, tmp_path: Path) -> N
     qrels = "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(6))
     (folder / "qrels" / "train.tsv").write_text(qrels)
     result = lab_training.train(
-        loop.TrainConfig(
+        TrainConfig(
             output_dir=str(tmp_path / "out"),
             base=str(tiny_folder),
             method="full",

@@ -1,7 +1,8 @@
 """``python -m core train``: the command-line face of ``core.lab.training.train``.
 
 Contract: ``python -m core train --base CKPT --method METHOD --dataset DS --output DIR [--pairs 1:32,...]
-[--epochs N] [--max-steps N] [--batch-size N] [--seed N]`` (+ the options below). The new checkpoint's
+[--epochs N] [--max-steps N] [--batch-size N] [--seed N]`` (+ one flag per field of ``TrainConfig`` and
+``LossConfig``), or ``--config FILE`` (a saved ``TrainConfig``; flags given override it). The new checkpoint's
 folder is the LAST line of stdout (for ``separate``: the folder holding ``manifest.json`` and one
 sub-folder per pair); progress and library chatter go to stderr. A user mistake prints one
 ``error: ...`` line on stderr and exits non-zero.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -30,49 +32,78 @@ from tqdm import tqdm
 from common.errors import LabError
 from core.lab.store import open_store
 from core.lab.training import train
-from core.training.loop import METHODS, TrainConfig, TrainingCancelled, parse_pairs
+from core.training.config import LossConfig, TrainConfig, TrainConfigError
+from core.training.loop import METHODS, TrainingCancelled, parse_pairs
 
 PROGRESS_EVERY_S = 0.5
+
+
+# (flag, field, type, help): every field of TrainConfig / LossConfig is one flag; the defaults are the
+# dataclasses' own (shown in --help), so they are written once. Only the flags given change the config.
+CONFIG_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
+    ("--base", "base", str, "base checkpoint: 'default', a folder or org/name[@rev]"),
+    ("--method", "method", str, "training method: " + ", ".join(METHODS)),
+    ("--dataset", "dataset", str, "STS tsv (CoSENT) or BEIR folder with qrels/train.tsv"),
+    ("--output", "output_dir", str, "new folder for the trained checkpoint"),
+    ("--pairs", "pairs", parse_pairs, "LAYER:DIM list, e.g. 1:32,2:64 (default: scaled diagonal)"),
+    ("--epochs", "epochs", int, "passes over the training pairs"),
+    ("--max-steps", "max_steps", int, "stop after N optimizer steps (overrides epochs)"),
+    ("--batch-size", "batch_size", int, "pairs per optimizer step"),
+    ("--lr", "learning_rate", float, "peak learning rate (also --learning-rate)"),
+    ("--warmup-ratio", "warmup_ratio", float, "share of steps of linear warmup"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
+    ("--max-grad-norm", "max_grad_norm", float, "gradient clipping norm"),
+    ("--seed", "seed", int, "seed of shuffling, dropout and 2DMSE sampling"),
+    ("--max-length", "max_length", int, "max tokens per text (default: the base's)"),
+    ("--limit", "limit", int, "train on the first N pairs only"),
+    ("--loss-scale", "loss.scale", float, "scale of the base loss (CoSENT / MNRL)"),
+    ("--full-weight", "loss.full_weight", float, "weight of the full-model loss (starbucks)"),
+    ("--pair-weights", "loss.pair_weights", None, "comma-separated weight per pair (starbucks)"),
+    ("--kl-weight", "loss.kl_weight", float, "weight of the KL term (starbucks, 2dmse)"),
+    ("--kl-mode", "loss.kl_mode", str, "starbucks KL: embedding (paper) or similarity"),
+    ("--kl-temperature", "loss.kl_temperature", float, "temperature of the KL term"),
+    ("--layers-per-step", "loss.layers_per_step", int, "2dmse: prior layers sampled per step"),
+    ("--dims-per-step", "loss.dims_per_step", int, "2dmse: dims per layer per step (-1 = all)"),
+    ("--layer-weighting", "loss.layer_weighting", str, "2dmse: uniform, log or linear"),
+)
+
+
+def _pair_weights(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise TrainConfigError(f"--pair-weights: {text!r} is not a comma-separated list of numbers") from None
+
+
+def _default(name: str) -> Any:
+    owner, _, attr = name.rpartition(".")
+    return getattr(LossConfig() if owner == "loss" else TrainConfig(output_dir=""), attr)
 
 
 def add_parser(subparsers: Any) -> None:
     """Add the ``train`` subcommand to a ``python -m core`` subparsers object."""
     p = subparsers.add_parser("train", help="fine-tune a 2D Matryoshka checkpoint (starbucks, 2dmse, ...)")
-    p.add_argument("--base", default="default", help="base checkpoint: 'default', a folder or org/name[@rev]")
-    p.add_argument("--method", choices=METHODS, default="starbucks", help="training method")
     p.add_argument(
-        "--dataset", default="stsb-train", help="STS tsv (CoSENT) or BEIR folder with qrels/train.tsv"
+        "--config",
+        default=None,
+        help="a training config JSON file (TrainConfig.save); flags given override it",
     )
-    p.add_argument("--output", required=True, help="new folder for the trained checkpoint")
-    p.add_argument("--pairs", default=None, help="LAYER:DIM list, e.g. 1:32,2:64 (default: scaled diagonal)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument(
-        "--max-steps", type=int, default=None, help="stop after N optimizer steps (overrides epochs)"
-    )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=2e-5)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max-length", type=int, default=None, help="max tokens per text (default: the base's)")
-    p.add_argument("--kl-weight", type=float, default=0.3, help="weight of the KL term (starbucks, 2dmse)")
-    p.add_argument("--kl-mode", choices=("embedding", "similarity"), default="embedding")
-    p.add_argument("--kl-temperature", type=float, default=0.3)
+    for flag, name, _kind, text in CONFIG_FLAGS:
+        names = [flag, "--learning-rate"] if flag == "--lr" else [flag]
+        default = _default(name)
+        p.add_argument(*names, dest=name, default=argparse.SUPPRESS, help=f"{text} (default: {default})")
     p.add_argument(
         "--no-detach",
-        dest="detach_teacher",
+        dest="loss.detach_teacher",
         action="store_false",
+        default=argparse.SUPPRESS,
         help="let the KL gradient flow into the full model (the paper's STS code)",
     )
-    p.add_argument("--full-weight", type=float, default=1.0, help="weight of the full-model loss (starbucks)")
-    p.add_argument("--layers-per-step", type=int, default=1, help="2dmse: prior layers sampled per step")
-    p.add_argument("--dims-per-step", type=int, default=-1, help="2dmse: dims per layer per step (-1 = all)")
-    p.add_argument("--layer-weighting", choices=("uniform", "log", "linear"), default="uniform")
-    p.add_argument("--limit", type=int, default=None, help="train on the first N pairs only")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
-        "--no-register", dest="register", action="store_false", help="do not write to the database"
-    )
+        "--no-register", dest="register", action="store_false", default=argparse.SUPPRESS,
+        help="do not write to the database",
+    )  # fmt: skip
     p.add_argument("--progress-file", default=None, help="keep a JSON progress document in this file")
     p.add_argument("--cancel-file", default=None, help="cancel at the next step once this file exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -80,32 +111,36 @@ def add_parser(subparsers: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The ``TrainConfig`` of parsed arguments."""
-    return TrainConfig(
-        output_dir=args.output,
-        base=args.base,
-        method=args.method,
-        dataset=args.dataset,
-        pairs=parse_pairs(args.pairs),
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        max_length=args.max_length,
-        kl_weight=args.kl_weight,
-        kl_mode=args.kl_mode,
-        kl_temperature=args.kl_temperature,
-        detach_teacher=args.detach_teacher,
-        full_weight=args.full_weight,
-        layers_per_step=args.layers_per_step,
-        dims_per_step=args.dims_per_step,
-        layer_weighting=args.layer_weighting,
-        limit=args.limit,
-        register=args.register,
-    )
+    """The ``TrainConfig`` of ``--config`` (or the defaults) with every given flag applied.
+
+    Raises:
+        TrainConfigError: an unreadable config file, a flag value of the wrong type, or no output folder.
+    """
+    given = vars(args)
+    config = TrainConfig.load(args.config) if args.config else TrainConfig(output_dir="")
+    top: dict[str, Any] = {}
+    loss: dict[str, Any] = {}
+    kinds = {name: kind for _, name, kind, _ in CONFIG_FLAGS}
+    for name, value in given.items():
+        if name not in kinds and name not in {"loss.detach_teacher", "register"}:
+            continue
+        kind = kinds.get(name)
+        if name == "loss.pair_weights":
+            value = _pair_weights(value)
+        elif kind is not None and isinstance(value, str):
+            try:
+                value = kind(value)
+            except LabError:
+                raise
+            except ValueError:
+                flag = next(f for f, n, _, _ in CONFIG_FLAGS if n == name)
+                raise TrainConfigError(f"{flag}: {value!r} is not a valid {kind.__name__}") from None
+        owner, _, attr = name.rpartition(".")
+        (loss if owner == "loss" else top)[attr] = value
+    config = dataclasses.replace(config, **top, loss=dataclasses.replace(config.loss, **loss))
+    if not str(config.output_dir).strip():
+        raise TrainConfigError("--output is required (or a --config file naming output_dir)")
+    return config
 
 
 class ProgressFile:
@@ -158,15 +193,20 @@ class TrainCommandError(LabError):
 
 def run_train(args: argparse.Namespace) -> None:
     """Train, print the new checkpoint's folder as the last stdout line; raise ``LabError`` on user mistakes."""
-    output = str(Path(args.output).expanduser().resolve())
-    progress_file = ProgressFile(args.progress_file, output, args.method) if args.progress_file else None
-    bar: Any = None
     try:
         config = config_from_args(args)
+    except LabError as exc:
+        if args.progress_file:
+            ProgressFile(args.progress_file, "", "").finish("failed", str(exc))
+        raise
+    output = str(Path(config.output_dir).expanduser().resolve())
+    progress_file = ProgressFile(args.progress_file, output, config.method) if args.progress_file else None
+    bar: Any = None
+    try:
         if args.threads:
             torch.set_num_threads(args.threads)
         if not args.quiet:
-            bar = tqdm(total=0, desc=f"train {args.method}", unit="step", file=sys.stderr, leave=False)
+            bar = tqdm(total=0, desc=f"train {config.method}", unit="step", file=sys.stderr, leave=False)
 
         def progress(step: int, total: int, loss: float) -> None:
             if bar is not None:

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,35 +73,13 @@ def default_output_dir(method: str, now: datetime | None = None) -> Path:
 
 
 def command(
-    config: loop.TrainConfig, progress_file: Path, cancel_file: Path, threads: int | None = None
+    config_file: Path, progress_file: Path, cancel_file: Path, threads: int | None = None
 ) -> list[str]:
-    """The ``python -m core train`` command line of a config."""
-    cmd = [
-        sys.executable, "-m", "core", "train", "--base", config.base, "--method", config.method,
-        "--dataset", config.dataset, "--output", str(config.output_dir), "--epochs", str(config.epochs),
-        "--batch-size", str(config.batch_size), "--lr", repr(config.learning_rate),
-        "--warmup-ratio", repr(config.warmup_ratio), "--seed", str(config.seed),
-        "--kl-weight", repr(config.kl_weight), "--kl-mode", config.kl_mode,
-        "--kl-temperature", repr(config.kl_temperature), "--full-weight", repr(config.full_weight),
-        "--layers-per-step", str(config.layers_per_step), "--dims-per-step", str(config.dims_per_step),
-        "--layer-weighting", config.layer_weighting, "--weight-decay", repr(config.weight_decay),
-        "--progress-file", str(progress_file), "--cancel-file", str(cancel_file), "--quiet",
-    ]  # fmt: skip
-    if config.pairs:
-        cmd += ["--pairs", ",".join(f"{k}:{d}" for k, d in config.pairs)]
-    optional = {
-        "--max-steps": config.max_steps,
-        "--max-length": config.max_length,
-        "--limit": config.limit,
-        "--threads": threads,
-    }
-    for flag, value in optional.items():
-        if value is not None:
-            cmd += [flag, str(value)]
-    if not config.detach_teacher:
-        cmd.append("--no-detach")
-    if not config.register:
-        cmd.append("--no-register")
+    """The ``python -m core train --config FILE`` command line of a job (the config file holds every field)."""
+    cmd = [sys.executable, "-m", "core", "train", "--config", str(config_file), "--progress-file",
+           str(progress_file), "--cancel-file", str(cancel_file), "--quiet"]  # fmt: skip
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     return cmd
 
 
@@ -128,7 +106,7 @@ def start_job(config: loop.TrainConfig, threads: int | None = None) -> TrainJob:
     folder = jobs_dir() / job_id
     folder.mkdir()
     progress_file, cancel_file = folder / "progress.json", folder / "cancel"
-    cmd = command(config, progress_file, cancel_file, threads)
+    cmd = command(config.save(folder / "config.json"), progress_file, cancel_file, threads)
     _write_json(  # before the process starts, so the process only ever overwrites it
         progress_file,
         {
@@ -152,7 +130,7 @@ def start_job(config: loop.TrainConfig, threads: int | None = None) -> TrainJob:
         _write_json(progress_file, {"status": "failed", "error": f"cannot start training: {exc}"})
         raise
     _children[child.pid] = child
-    request = {"id": job_id, "config": asdict(config), "command": cmd, "pid": child.pid,
+    request = {"id": job_id, "config": config.to_dict(), "command": cmd, "pid": child.pid,
                "created_at": now.isoformat(timespec="seconds")}  # fmt: skip
     _write_json(folder / "job.json", request)
     return read_job(folder)

@@ -13,7 +13,6 @@ import copy
 import os
 import shutil
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,7 +122,7 @@ def train(
     params = {
         "method": config.method,
         "pairs": [list(p) for p in pairs],
-        "config": {k: v for k, v in asdict(config).items() if k != "register"},
+        "config": {k: v for k, v in config.to_dict().items() if k != "register"},
     }
 
     factory = session_factory if config.register else None

@@ -1,7 +1,8 @@
 """Training of 2D Matryoshka checkpoints: Starbucks fixed pairs, 2DMSE, MRL, full and separate baselines.
 
 Pure compute: ``losses`` (the methods' losses from one pass's pooled per-layer embeddings), ``data``
-(training pairs from the lab's datasets), ``loop`` (config, optimizer, fitting), ``card``
+(training pairs from the lab's datasets), ``config`` (``TrainConfig`` with its ``LossConfig``, JSON
+round trip), ``loop`` (validation, objective, optimizer, fitting), ``card``
 (training_card.json and the separate-run manifest). Running a job end to end, with its run row and
 registration, is ``core.lab.training``; the command line is ``core.cli.train``.
 
@@ -16,9 +17,9 @@ Example::
 
 from __future__ import annotations
 
+from core.training.config import LossConfig, TrainConfig
 from core.training.loop import (
     METHODS,
-    TrainConfig,
     TrainedModel,
     TrainingCancelled,
     TrainingError,
@@ -29,6 +30,7 @@ from core.training.loop import (
 
 __all__ = [
     "METHODS",
+    "LossConfig",
     "TrainConfig",
     "TrainResult",
     "TrainedModel",

@@ -37,6 +37,7 @@ from core import checkpoints, provenance
 from core.submodels import default_diagonal, forward_all_layers
 from core.training import data as training_data
 from core.training import losses
+from core.training.config import LossConfig, TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -72,46 +73,6 @@ def parse_pairs(text: str | Sequence[Sequence[int]] | None) -> tuple[tuple[int, 
             raise TrainingError(f"--pairs: {item.strip()!r} is not LAYER:DIM (e.g. 1:32,2:64,6:384)")
         pairs.append((int(layer), int(dim)))
     return tuple(pairs)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on (recorded in the training card).
-
-    ``max_steps`` (when set) overrides ``epochs``, as in the Hugging Face Trainer. ``pairs`` None means
-    ``core.submodels.default_diagonal`` of the base model. ``kl_weight`` multiplies the KL term of
-    ``starbucks`` (the paper's 0.3) and of ``2dmse`` (the library's ``kl_temperature * kl_div_weight``
-    = 0.3). ``kl_mode`` (starbucks): ``embedding`` (paper) or ``similarity`` (in-batch similarity
-    distributions at ``kl_temperature``). ``layers_per_step``/``dims_per_step``/``layer_weighting``
-    apply to ``2dmse`` only. ``limit`` keeps the first N training pairs (tests, benchmarks).
-    """
-
-    output_dir: str
-    base: str = "default"
-    method: str = "starbucks"
-    dataset: str = "stsb-train"
-    pairs: tuple[tuple[int, int], ...] | None = None
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    max_length: int | None = None
-    loss_scale: float = 20.0
-    full_weight: float = 1.0
-    pair_weights: tuple[float, ...] | None = None
-    kl_weight: float = 0.3
-    kl_mode: str = "embedding"
-    kl_temperature: float = 0.3
-    detach_teacher: bool = True
-    layers_per_step: int = 1
-    dims_per_step: int = -1
-    layer_weighting: str = "uniform"
-    limit: int | None = None
-    register: bool = True
 
 
 @dataclass(frozen=True)
@@ -157,20 +118,22 @@ def check_config(config: TrainConfig) -> None:
     if config.max_length is not None and config.max_length < 2:
         raise TrainingError(f"max length must be at least 2 tokens, got {config.max_length}")
     for name, weight in {
-        "kl weight": config.kl_weight,
-        "full weight": config.full_weight,
+        "kl weight": config.loss.kl_weight,
+        "full weight": config.loss.full_weight,
         "weight decay": config.weight_decay,
         "max grad norm": config.max_grad_norm,
     }.items():
         if weight < 0 or not math.isfinite(weight):
             raise TrainingError(f"{name} must be a finite number >= 0, got {weight}")
-    if not config.kl_temperature > 0:
-        raise TrainingError(f"KL temperature must be > 0, got {config.kl_temperature}")
-    if config.kl_mode not in losses.KL_MODES:
-        raise TrainingError(f"unknown KL mode {config.kl_mode!r}; choose from {', '.join(losses.KL_MODES)}")
-    if config.layer_weighting not in losses.LAYER_WEIGHTINGS:
+    if not config.loss.kl_temperature > 0:
+        raise TrainingError(f"KL temperature must be > 0, got {config.loss.kl_temperature}")
+    if config.loss.kl_mode not in losses.KL_MODES:
         raise TrainingError(
-            f"unknown layer weighting {config.layer_weighting!r}; choose from {', '.join(losses.LAYER_WEIGHTINGS)}"
+            f"unknown KL mode {config.loss.kl_mode!r}; choose from {', '.join(losses.KL_MODES)}"
+        )
+    if config.loss.layer_weighting not in losses.LAYER_WEIGHTINGS:
+        raise TrainingError(
+            f"unknown layer weighting {config.loss.layer_weighting!r}; choose from {', '.join(losses.LAYER_WEIGHTINGS)}"
         )
 
 
@@ -225,16 +188,7 @@ class Objective:
     num_layers: int
     width: int
     base_loss: str = "cosent"
-    loss_scale: float = 20.0
-    full_weight: float = 1.0
-    pair_weights: tuple[float, ...] | None = None
-    kl_weight: float = 0.3
-    kl_mode: str = "embedding"
-    kl_temperature: float = 0.3
-    detach_teacher: bool = True
-    layers_per_step: int = 1
-    dims_per_step: int = -1
-    layer_weighting: str = "uniform"
+    loss: LossConfig = field(default_factory=LossConfig)
 
     @property
     def dims(self) -> list[int]:
@@ -243,28 +197,28 @@ class Objective:
 
     def describe(self) -> dict[str, Any]:
         """The loss and its weights, for the training card."""
-        out: dict[str, Any] = {"base_loss": self.base_loss, "scale": self.loss_scale}
+        out: dict[str, Any] = {"base_loss": self.base_loss, "scale": self.loss.scale}
         if self.method == "starbucks":
             out |= {
-                "full_weight": self.full_weight,
-                "pair_weights": list(self.pair_weights or [1.0] * len(self.pairs)),
-                "kl_weight": self.kl_weight,
-                "kl_mode": self.kl_mode,
-                "detach_teacher": self.detach_teacher,
+                "full_weight": self.loss.full_weight,
+                "pair_weights": list(self.loss.pair_weights or [1.0] * len(self.pairs)),
+                "kl_weight": self.loss.kl_weight,
+                "kl_mode": self.loss.kl_mode,
+                "detach_teacher": self.loss.detach_teacher,
             }
-            if self.kl_mode == "similarity":
-                out["kl_temperature"] = self.kl_temperature
+            if self.loss.kl_mode == "similarity":
+                out["kl_temperature"] = self.loss.kl_temperature
         elif self.method == "2dmse":
             out |= {
                 "semantics": "sentence-transformers 6.2.0 Matryoshka2dLoss",
                 "dims": self.dims,
-                "layers_per_step": self.layers_per_step,
-                "dims_per_step": self.dims_per_step,
+                "layers_per_step": self.loss.layers_per_step,
+                "dims_per_step": self.loss.dims_per_step,
                 "layer_candidates": "hidden-state indices 0..L-1 (0 = embedding output)",
-                "layer_weighting": self.layer_weighting,
-                "kl_weight": self.kl_weight,
-                "kl_temperature": self.kl_temperature,
-                "detach_teacher": self.detach_teacher,
+                "layer_weighting": self.loss.layer_weighting,
+                "kl_weight": self.loss.kl_weight,
+                "kl_temperature": self.loss.kl_temperature,
+                "detach_teacher": self.loss.detach_teacher,
             }
         elif self.method == "mrl":
             out |= {
@@ -289,7 +243,9 @@ class Objective:
         L, D = self.num_layers, self.width  # the paper's notation
         plan = None
         if self.method == "2dmse":
-            plan = losses.plan_2dmse(rng, L, len(self.dims), self.layers_per_step, self.dims_per_step)
+            plan = losses.plan_2dmse(
+                rng, L, len(self.dims), self.loss.layers_per_step, self.loss.dims_per_step
+            )
             layers = sorted({L, *plan.layers})
         elif self.method == "starbucks":
             layers = sorted({L} | {k for k, _ in self.pairs})
@@ -309,12 +265,12 @@ class Objective:
                 self.pairs,
                 L,
                 D,
-                full_weight=self.full_weight,
-                pair_weights=self.pair_weights,
-                kl_weight=self.kl_weight,
-                kl_mode=self.kl_mode,
-                kl_temperature=self.kl_temperature,
-                detach_teacher=self.detach_teacher,
+                full_weight=self.loss.full_weight,
+                pair_weights=self.loss.pair_weights,
+                kl_weight=self.loss.kl_weight,
+                kl_mode=self.loss.kl_mode,
+                kl_temperature=self.loss.kl_temperature,
+                detach_teacher=self.loss.detach_teacher,
             )
         if plan is not None:
             return losses.two_d_mse_loss(
@@ -324,10 +280,10 @@ class Objective:
                 plan,
                 L,
                 self.dims,
-                kl_weight=self.kl_weight,
-                kl_temperature=self.kl_temperature,
-                layer_weighting=self.layer_weighting,
-                detach_teacher=self.detach_teacher,
+                kl_weight=self.loss.kl_weight,
+                kl_temperature=self.loss.kl_temperature,
+                layer_weighting=self.loss.layer_weighting,
+                detach_teacher=self.loss.detach_teacher,
             )
         if self.method == "mrl":
             return losses.mrl_loss(base, columns, labels, L, self.dims)
@@ -341,24 +297,15 @@ def objective_for(
     config: TrainConfig, pairs: tuple[tuple[int, int], ...], num_layers: int, width: int, base_loss: str
 ) -> Objective:
     """The objective of a config for a model with ``num_layers`` x ``width``."""
-    if config.pair_weights is not None and len(config.pair_weights) != len(pairs):
-        raise TrainingError(f"{len(config.pair_weights)} pair weights given for {len(pairs)} pairs")
+    if config.loss.pair_weights is not None and len(config.loss.pair_weights) != len(pairs):
+        raise TrainingError(f"{len(config.loss.pair_weights)} pair weights given for {len(pairs)} pairs")
     return Objective(
         method=config.method,
         pairs=pairs,
         num_layers=num_layers,
         width=width,
         base_loss=base_loss,
-        loss_scale=config.loss_scale,
-        full_weight=config.full_weight,
-        pair_weights=config.pair_weights,
-        kl_weight=config.kl_weight,
-        kl_mode=config.kl_mode,
-        kl_temperature=config.kl_temperature,
-        detach_teacher=config.detach_teacher,
-        layers_per_step=config.layers_per_step,
-        dims_per_step=config.dims_per_step,
-        layer_weighting=config.layer_weighting,
+        loss=config.loss,
     )
 
 
@@ -382,7 +329,7 @@ def fit(
     import torch  # heavy: imported on first use
     from transformers import get_linear_schedule_with_warmup  # heavy: imported on first use
 
-    base = losses.make_base_loss(objective.base_loss, model, scale=objective.loss_scale)
+    base = losses.make_base_loss(objective.base_loss, model, scale=objective.loss.scale)
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     params = [*decay, *no_decay]
@@ -458,6 +405,7 @@ def training_card(
         "method": config.method,
         "pairs": [list(p) for p in pairs],
         "loss": objective.describe(),
+        "config": config.to_dict(),
         "hyperparameters": {
             "epochs": config.epochs,
             "max_steps": config.max_steps,
