@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from common import settings
 from common.errors import LabError
+from core.memo import LRUCache
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -38,6 +38,10 @@ FINGERPRINT_VERSION = "1"
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".pt", ".pth")
 
 CheckpointKind = Literal["default", "local", "hub"]
+
+
+MODELS_KEPT = 6  # loaded checkpoints and truncated copies held at once (the rest are reloaded)
+FINGERPRINTS_KEPT = 256
 
 
 class CheckpointError(LabError):
@@ -211,7 +215,7 @@ def resolve_path(spec: CheckpointSpec) -> Path:
         raise CheckpointError(f"cannot download {spec.name!r} from the hub: {exc}") from exc
 
 
-_fingerprint_memo: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+_fingerprints: LRUCache[str] = LRUCache(FINGERPRINTS_KEPT)  # keyed by path + sizes + mtimes
 
 
 def fingerprint_folder(path: str | Path) -> str:
@@ -233,8 +237,9 @@ def fingerprint_folder(path: str | Path) -> str:
         raise CheckpointError(f"checkpoint folder {str(root)!r} has no weight or config files")
     stat_key = tuple((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     memo_key = (str(root.resolve()), stat_key)
-    if memo_key in _fingerprint_memo:
-        return _fingerprint_memo[memo_key]
+    known = _fingerprints.get(memo_key)
+    if known is not None:
+        return known
     digest = hashlib.sha256(f"mlab-checkpoint-v{FINGERPRINT_VERSION}".encode())
     for p in files:
         digest.update(str(p.relative_to(root)).encode() + b"\0")
@@ -243,12 +248,12 @@ def fingerprint_folder(path: str | Path) -> str:
                 digest.update(chunk)
         digest.update(b"\0")
     value = digest.hexdigest()[:32]
-    _fingerprint_memo[memo_key] = value
+    _fingerprints.put(memo_key, value)
     return value
 
 
-_load_lock = threading.Lock()
-_loaded: dict[tuple[CheckpointSpec, str], LoadedCheckpoint] = {}
+# Loaded models and their truncated copies, by (spec, fingerprint[, layers]): the one bounded model cache.
+MODELS: LRUCache[Any] = LRUCache(MODELS_KEPT)
 
 
 def load(spec: CheckpointSpec | str, device: str = "cpu") -> LoadedCheckpoint:
@@ -257,15 +262,13 @@ def load(spec: CheckpointSpec | str, device: str = "cpu") -> LoadedCheckpoint:
         spec = parse_checkpoint(spec)
     path = resolve_path(spec)
     fp = fingerprint_folder(path)
-    key = (spec, fp)
-    with _load_lock:
-        if key in _loaded:
-            return _loaded[key]
+
+    def build() -> LoadedCheckpoint:
         model = _load_model(spec, path, device)
-        info = describe_model(spec, path, fp, model)
-        loaded = LoadedCheckpoint(spec, model, info)
-        _loaded[key] = loaded
-        return loaded
+        return LoadedCheckpoint(spec, model, describe_model(spec, path, fp, model))
+
+    loaded: LoadedCheckpoint = MODELS.get_or_build((spec, fp), build)
+    return loaded
 
 
 def _load_model(spec: CheckpointSpec, path: Path, device: str) -> SentenceTransformer:

@@ -25,9 +25,7 @@ import re
 import shutil
 import stat
 import tempfile
-import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ import numpy as np
 
 from common.errors import LabError
 from common.settings import ensure_writable
+from core.memo import LRUCache
 from core.metrics import MAIN_SCORE
 
 STS = "sts"
@@ -50,7 +49,8 @@ FINGERPRINT_VERSION = 1
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # size of the uploaded file itself
 MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024  # total bytes written when extracting a zip (zip-bomb cap)
 MAX_ZIP_FILES = 1000  # members of an uploaded zip
-_LOAD_CACHE_SIZE = 8
+PARSED_DATASETS_KEPT = 8  # parsed datasets held at once
+FILE_HASHES_KEPT = 1024
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -302,8 +302,7 @@ def load_retrieval(folder: str | Path, split: str = "test") -> RetrievalData:
 
 # ------------------------------------------------------------------------------------------ fingerprint
 
-_file_hash_memo: dict[tuple[str, int, int], str] = {}
-_memo_lock = threading.Lock()
+_file_hashes: LRUCache[str] = LRUCache(FILE_HASHES_KEPT)  # keyed by path + size + mtime
 
 
 def _sha256_file(path: Path) -> str:
@@ -313,8 +312,7 @@ def _sha256_file(path: Path) -> str:
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    with _memo_lock:
-        cached = _file_hash_memo.get(key)
+    cached = _file_hashes.get(key)
     if cached is not None:
         return cached
     digest = hashlib.sha256()
@@ -322,8 +320,7 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     value = digest.hexdigest()
-    with _memo_lock:
-        _file_hash_memo[key] = value
+    _file_hashes.put(key, value)
     return value
 
 
@@ -404,7 +401,7 @@ def resolve_dataset(name_or_path: str | Path, split: str | None = None) -> Datas
 
 # ------------------------------------------------------------------------------------------ loading
 
-_load_cache: OrderedDict[tuple[str, str, str], STSData | RetrievalData] = OrderedDict()
+_parsed: LRUCache[STSData | RetrievalData] = LRUCache(PARSED_DATASETS_KEPT)  # by content fingerprint
 
 
 def load_dataset(spec: DatasetSpec) -> STSData | RetrievalData:
@@ -412,18 +409,11 @@ def load_dataset(spec: DatasetSpec) -> STSData | RetrievalData:
     if spec.kind not in KINDS:
         raise DatasetError(f"dataset {spec.name!r}: unknown kind {spec.kind!r} (expected sts or retrieval)")
     key = (dataset_fingerprint(spec), spec.kind, spec.split)
-    with _memo_lock:
-        if key in _load_cache:
-            _load_cache.move_to_end(key)
-            return _load_cache[key]
-    data: STSData | RetrievalData = (
-        load_sts(spec.path) if spec.kind == STS else load_retrieval(spec.path, spec.split)
-    )
-    with _memo_lock:
-        _load_cache[key] = data
-        while len(_load_cache) > _LOAD_CACHE_SIZE:
-            _load_cache.popitem(last=False)
-    return data
+
+    def parse() -> STSData | RetrievalData:
+        return load_sts(spec.path) if spec.kind == STS else load_retrieval(spec.path, spec.split)
+
+    return _parsed.get_or_build(key, parse)
 
 
 def main_metric(kind: str) -> str:

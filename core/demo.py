@@ -20,18 +20,17 @@ embedding cache, which is derived data), drawing and widgets (pages/5_Demo.py, c
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from common.errors import LabError
 from core import checkpoints, datasets, quantize, retrieval, submodels, views
+from core.memo import LRUCache
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -44,7 +43,6 @@ MAX_PASTED_DOCS = 2000
 MAX_PASTED_CHARS = 2_000_000
 MAX_QUERY_CHARS = 2000
 SNIPPET_CHARS = 220
-TRUNCATED_MODELS_KEPT = 4
 INDEXES_KEPT = 8
 PASTED_CORPORA_KEPT = 4
 # The prompt names grid evaluation uses (core.scoring.encode_dataset), so cache keys match.
@@ -144,40 +142,14 @@ def corpus_from_text(text: str, name: str = "pasted documents") -> DemoCorpus:
 # ------------------------------------------------------------------------------------ bounded caches
 
 
-class _LRU:
-    """A small thread-safe least-recently-used map (values built once per key under a lock)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_build(self, key: Any, build: Any) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = build()
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_truncated = _LRU(TRUNCATED_MODELS_KEPT)
-_indexes = _LRU(INDEXES_KEPT)
-_pasted = _LRU(PASTED_CORPORA_KEPT)
+# Derived data of the Demo (the truncated query encoders live in ``checkpoints.MODELS``).
+_indexes: LRUCache[retrieval.CorpusIndex] = LRUCache(INDEXES_KEPT)
+_pasted: LRUCache[submodels.PooledTexts] = LRUCache(PASTED_CORPORA_KEPT)
 
 
 def clear_caches() -> None:
-    """Forget truncated models, indexes and pasted-corpus embeddings (tests, memory pressure)."""
-    for cache in (_truncated, _indexes, _pasted):
+    """Forget loaded and truncated models, indexes and pasted-corpus embeddings (tests, memory pressure)."""
+    for cache in (checkpoints.MODELS, _indexes, _pasted):
         cache.clear()
 
 
@@ -197,7 +169,8 @@ def query_encoder(loaded: LoadedCheckpoint, layers: int) -> SentenceTransformer:
         copy.encode(["warm up"], convert_to_numpy=True, show_progress_bar=False)
         return copy
 
-    return _truncated.get_or_build((loaded.info.fingerprint, layers), build)
+    encoder: SentenceTransformer = checkpoints.MODELS.get_or_build((loaded.info.fingerprint, layers), build)
+    return encoder
 
 
 def validate_model(model: DemoModel) -> None:
