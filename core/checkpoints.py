@@ -10,6 +10,12 @@ Hub ids are loaded with real hub code (``huggingface_hub.snapshot_download``). A
 local hub cache loads without the network; otherwise the hub is probed with a short timeout first, so an
 unreachable hub fails in seconds with a clear message instead of retrying for over a minute.
 
+Before anything is read, a folder must look like a checkpoint (``modules.json`` or ``config.json``); its
+fingerprint hashes only the files a checkpoint uses: the folder's own files and those of the module
+folders ``modules.json`` lists (never a walk of everything below it). A checkpoint whose weights do not
+cover its config (missing or unexpected weight keys) is refused naming the keys: its missing layers
+would be scored from freshly initialised, random weights.
+
 Out of scope: training (core/training) and the sub-model arithmetic (core/submodels).
 """
 
@@ -36,6 +42,9 @@ DEFAULT_LABEL = "all-MiniLM-L6-v2"
 FINGERPRINT_VERSION = "1"
 # Files whose bytes define a checkpoint's behaviour (weights, configs, tokenizer, module folders).
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".pt", ".pth")
+# Weights a checkpoint may lack without changing an embedding: BERT's pooler head (hidden states only).
+UNUSED_WEIGHT_PREFIXES = ("pooler.",)
+MAX_KEYS_NAMED = 5
 
 CheckpointKind = Literal["default", "local", "hub"]
 
@@ -218,21 +227,67 @@ def resolve_path(spec: CheckpointSpec) -> Path:
 _fingerprints: LRUCache[str] = LRUCache(FINGERPRINTS_KEPT)  # keyed by path + sizes + mtimes
 
 
-def fingerprint_folder(path: str | Path) -> str:
-    """Content hash of a checkpoint folder: every weight, config and tokenizer file, by relative path.
+def check_checkpoint_folder(path: str | Path) -> Path:
+    """``path`` if it looks like a checkpoint folder (``modules.json`` or ``config.json``), else raise."""
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint folder {str(root)!r} does not exist")
+    if not (root / "modules.json").is_file() and not (root / "config.json").is_file():
+        raise CheckpointError(
+            f"{str(root)!r} is not a sentence-transformers or transformers model folder "
+            "(no modules.json or config.json in it)"
+        )
+    return root
 
-    Memoised on (path, sizes, mtimes), so an unchanged folder is hashed once per process and a changed
-    file always gives a new fingerprint.
+
+def _module_folders(root: Path) -> list[Path]:
+    """The folders of the modules listed in ``modules.json`` (each inside ``root``), root first."""
+    folders = [root]
+    listing = root / "modules.json"
+    if not listing.is_file():
+        return folders
+    try:
+        modules = json.loads(listing.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{str(listing)!r} is not valid JSON: {exc}") from None
+    if not isinstance(modules, list):
+        raise CheckpointError(f"{str(listing)!r} must hold a list of modules")
+    resolved_root = root.resolve()
+    for module in modules:
+        sub = str(module.get("path") or "") if isinstance(module, dict) else ""
+        if not sub:
+            continue
+        folder = root / sub
+        if not folder.resolve().is_relative_to(resolved_root):
+            raise CheckpointError(f"{str(listing)!r}: module path {sub!r} points outside the checkpoint")
+        if folder.is_dir() and folder.resolve() not in {f.resolve() for f in folders}:
+            folders.append(folder)
+    return folders
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The files whose bytes define a checkpoint: weights, configs and tokenizer files of the folder and
+    of its module folders (one level each; training cards, caches and anything else are left out)."""
+    root = check_checkpoint_folder(path)
+    files: set[Path] = set()
+    for folder in _module_folders(root):
+        for p in folder.iterdir():
+            if p.suffix in _FINGERPRINT_SUFFIXES and p.name != "training_card.json" and p.is_file():
+                files.add(p)
+    return sorted(files)
+
+
+_fingerprint_memo: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def fingerprint_folder(path: str | Path) -> str:
+    """Content hash of a checkpoint folder: its weight, config and tokenizer files, by relative path.
+
+    Only the files of :func:`checkpoint_files` are read. Memoised on (path, sizes, mtimes), so an
+    unchanged folder is hashed once per process and a changed file always gives a new fingerprint.
     """
     root = Path(path)
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix in _FINGERPRINT_SUFFIXES
-        and ".cache" not in p.parts
-        and p.name not in {"training_card.json"}
-    )
+    files = checkpoint_files(root)
     if not files:
         raise CheckpointError(f"checkpoint folder {str(root)!r} has no weight or config files")
     stat_key = tuple((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
@@ -260,7 +315,7 @@ def load(spec: CheckpointSpec | str, device: str = "cpu") -> LoadedCheckpoint:
     """Load (once per process and fingerprint) a checkpoint; raises ``CheckpointError`` with the cause."""
     if isinstance(spec, str):
         spec = parse_checkpoint(spec)
-    path = resolve_path(spec)
+    path = check_checkpoint_folder(resolve_path(spec))
     fp = fingerprint_folder(path)
 
     def build() -> LoadedCheckpoint:
@@ -274,17 +329,101 @@ def load(spec: CheckpointSpec | str, device: str = "cpu") -> LoadedCheckpoint:
 def _load_model(spec: CheckpointSpec, path: Path, device: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer  # heavy: imported on first use
 
-    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise CheckpointError(f"{str(path)!r} is not a sentence-transformers or transformers model folder")
+    check_checkpoint_folder(path)
     # transformers 5 reads safetensors, and any legacy .bin with torch.load(weights_only=True).
     try:
         model = SentenceTransformer(
             str(path), device=device, trust_remote_code=spec.trust_remote_code, local_files_only=True
         )
+        _check_weights_cover_config(spec, path, model)
+    except CheckpointError:
+        raise
     except Exception as exc:
-        raise CheckpointError(f"cannot load checkpoint {spec.name!r} from {str(path)!r}: {exc}") from exc
+        if _refused_pickle(exc):
+            raise CheckpointError(
+                f"cannot load checkpoint {spec.name!r} from {str(path)!r}: its .bin weights are a pickle "
+                "holding more than plain tensors (it could run code), so the lab refuses it; convert the "
+                "weights to safetensors"
+            ) from exc
+        raise CheckpointError(
+            f"cannot load checkpoint {spec.name!r} from {str(path)!r}: {_first_line(exc)}"
+        ) from exc
     model.eval()
     return model
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line (libraries' messages can span many lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _refused_pickle(exc: BaseException) -> bool:
+    """True when ``torch.load(weights_only=True)`` refused a pickle somewhere in the exception chain."""
+    import pickle
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, pickle.UnpicklingError) or "Weights only load failed" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _transformer_folder(path: Path) -> Path:
+    """The folder of the checkpoint's transformer module (``modules.json``), else the folder itself."""
+    listing = path / "modules.json"
+    if listing.is_file():
+        try:
+            for module in json.loads(listing.read_text(encoding="utf-8")):
+                if "Transformer" in str(module.get("type", "")):
+                    return path / str(module.get("path") or "")
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass
+    return path
+
+
+def _check_weights_cover_config(spec: CheckpointSpec, path: Path, model: SentenceTransformer) -> None:
+    """Refuse a checkpoint whose weight files lack keys its config needs, or hold keys it does not know.
+
+    transformers initialises missing weights randomly and drops unexpected ones with only a log line;
+    such a model scores (new) layers from random weights. The check loads the transformer once more
+    with ``output_loading_info=True`` (the library's own account of the keys).
+    """
+    from transformers import AutoModel
+
+    transformer = model[0]
+    auto_model = getattr(transformer, "auto_model", None)
+    if auto_model is None:
+        return
+    folder = _transformer_folder(path)
+    _, info = AutoModel.from_pretrained(
+        str(folder),
+        config=auto_model.config,
+        output_loading_info=True,
+        local_files_only=True,
+        trust_remote_code=spec.trust_remote_code,
+    )
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(UNUSED_WEIGHT_PREFIXES))
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    if not missing and not unexpected:
+        return
+
+    def named(keys: list[str]) -> str:
+        shown = ", ".join(keys[:MAX_KEYS_NAMED])
+        return shown + (f" and {len(keys) - MAX_KEYS_NAMED} more" if len(keys) > MAX_KEYS_NAMED else "")
+
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weight(s) its config needs are missing ({named(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} weight(s) its config does not know ({named(unexpected)})")
+    raise CheckpointError(
+        f"checkpoint {spec.name!r} does not match its config.json: {'; '.join(problems)}; "
+        "those layers would be scored from random weights"
+    )
 
 
 def describe_model(

@@ -9,8 +9,11 @@ Two layouts (see ``data/README.md``):
   scores). A document's text is ``(title + " " + text).strip()`` (the BEIR/MTEB convention). Only queries
   with at least one qrels line are evaluated (:attr:`RetrievalData.judged_query_ids`).
 
-Malformed input raises :class:`DatasetError` naming the file and, where there is one, the line.
-Blank lines are skipped in every file. This module does not embed, cut texts to a model's maximum
+Malformed input raises :class:`DatasetError` naming the file and, where there is one, the line; values
+echoed in a message are cut to ``MAX_ECHO_CHARS``. A dataset that loads can be scored: an STS file has
+at least two pairs and gold scores that are not all equal (a correlation needs both), relevance grades
+fit a 32-bit integer (what trec_eval reads) and no sentence or query text is blank. Blank lines are
+skipped in every file. This module does not embed, cut texts to a model's maximum
 length (the tokenizer does that) or score anything.
 """
 
@@ -51,6 +54,9 @@ MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024  # total bytes written when extracting a
 MAX_ZIP_FILES = 1000  # members of an uploaded zip
 PARSED_DATASETS_KEPT = 8  # parsed datasets held at once
 FILE_HASHES_KEPT = 1024
+MAX_ECHO_CHARS = 80  # longest value quoted back in an error message
+MIN_STS_PAIRS = 2  # a correlation needs two pairs
+MAX_RELEVANCE = 2**31 - 1  # trec_eval keeps grades in a C int
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -58,6 +64,18 @@ DATA_DIR = REPO_ROOT / "data"
 
 class DatasetError(LabError):
     """A dataset name, path or file that cannot be used; the message names the file and line."""
+
+
+def clip(value: object, limit: int = MAX_ECHO_CHARS) -> str:
+    """``repr`` of a value for an error message, cut to about ``limit`` characters.
+
+    >>> clip("x" * 200, 10)
+    "'xxxxxxxxxx'... (200 characters)"
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -155,9 +173,10 @@ def _header(path: Path, lines: Iterator[tuple[int, str]], required: tuple[str, .
     columns = [c.strip() for c in line.split("\t")]
     for name in required:
         if name not in columns:
+            shown = ", ".join(clip(c, 40) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
             raise DatasetError(
                 f"{path}, line {number}: header has no column {name!r} "
-                f"(found {', '.join(repr(c) for c in columns)}; expected tab-separated {', '.join(required)})"
+                f"(found {shown}; expected tab-separated {', '.join(required)})"
             )
     return columns, len(columns)
 
@@ -184,21 +203,37 @@ def load_sts(path: str | Path) -> STSData:
         try:
             score = float(raw_score)
         except ValueError:
-            raise DatasetError(f"{path}, line {number}: score {raw_score!r} is not a number") from None
+            raise DatasetError(f"{path}, line {number}: score {clip(raw_score)} is not a number") from None
         if not math.isfinite(score):
-            raise DatasetError(f"{path}, line {number}: score {raw_score!r} is not a finite number")
+            raise DatasetError(f"{path}, line {number}: score {clip(raw_score)} is not a finite number")
+        for column, index in (("sentence1", i1), ("sentence2", i2)):
+            if not parts[index].strip():
+                raise DatasetError(f"{path}, line {number}: {column} is blank")
         sentences1.append(parts[i1].strip())
         sentences2.append(parts[i2].strip())
         scores.append(score)
     if not scores:
         raise DatasetError(f"{path}: no rows after the header")
+    if len(scores) < MIN_STS_PAIRS:
+        raise DatasetError(
+            f"{path}: {len(scores)} pair after the header; a correlation needs at least {MIN_STS_PAIRS}"
+        )
+    if len(set(scores)) == 1:
+        raise DatasetError(
+            f"{path}: all {len(scores)} gold scores are {scores[0]:g}; a correlation needs scores that vary"
+        )
     gold = np.asarray(scores, dtype=np.float64)
     gold.flags.writeable = False
     return STSData(sentences1=sentences1, sentences2=sentences2, scores=gold)
 
 
-def _read_jsonl(path: Path, text_fields: tuple[str, ...]) -> tuple[list[str], list[dict[str, str]]]:
-    """Ids and string fields of a BEIR jsonl file; checks JSON, `_id`, field types and duplicate ids."""
+def _read_jsonl(
+    path: Path, text_fields: tuple[str, ...], required_text: tuple[str, ...] = ()
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Ids and string fields of a BEIR jsonl file; checks JSON, `_id`, field types and duplicate ids.
+
+    A field in ``required_text`` must hold a non-blank string (a query's text).
+    """
     ids: list[str] = []
     rows: list[dict[str, str]] = []
     seen: dict[str, int] = {}
@@ -213,11 +248,11 @@ def _read_jsonl(path: Path, text_fields: tuple[str, ...]) -> tuple[list[str], li
         if raw_id is None:
             raise DatasetError(f"{path}, line {number}: missing '_id'")
         if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
-            raise DatasetError(f"{path}, line {number}: '_id' must be a string, got {raw_id!r}")
+            raise DatasetError(f"{path}, line {number}: '_id' must be a string, got {clip(repr(raw_id))}")
         doc_id = str(raw_id)
         if doc_id in seen:
             raise DatasetError(
-                f"{path}, line {number}: duplicate _id {doc_id!r} (first on line {seen[doc_id]})"
+                f"{path}, line {number}: duplicate _id {clip(doc_id)} (first on line {seen[doc_id]})"
             )
         seen[doc_id] = number
         row: dict[str, str] = {}
@@ -231,6 +266,8 @@ def _read_jsonl(path: Path, text_fields: tuple[str, ...]) -> tuple[list[str], li
                 raise DatasetError(
                     f"{path}, line {number}: {name!r} must be a string, got {type(value).__name__}"
                 )
+            if name in required_text and not value.strip():
+                raise DatasetError(f"{path}, line {number}: {name!r} of {clip(doc_id)} is blank")
             row[name] = value
         ids.append(doc_id)
         rows.append(row)
@@ -241,17 +278,28 @@ def _read_jsonl(path: Path, text_fields: tuple[str, ...]) -> tuple[list[str], li
 
 def _parse_relevance(path: Path, number: int, raw: str) -> int:
     raw = raw.strip()
+    value: int | None = None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        pass
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if math.isfinite(value) and value.is_integer():
-        return int(value)
-    raise DatasetError(f"{path}, line {number}: relevance score {raw!r} is not an integer")
+        try:
+            number_value = float(raw)
+        except ValueError:
+            number_value = math.nan
+        if math.isfinite(number_value) and number_value.is_integer():
+            value = int(number_value)
+    if value is None:
+        raise DatasetError(f"{path}, line {number}: relevance score {clip(raw)} is not an integer")
+    return _check_relevance(path, number, raw, value)
+
+
+def _check_relevance(path: Path, number: int, raw: str, value: int) -> int:
+    if abs(value) > MAX_RELEVANCE:
+        raise DatasetError(
+            f"{path}, line {number}: relevance score {clip(raw)} is outside "
+            f"-{MAX_RELEVANCE}..{MAX_RELEVANCE} (graded relevance is a small integer)"
+        )
+    return value
 
 
 def _read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str]) -> dict[str, dict[str, int]]:
@@ -263,12 +311,14 @@ def _read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str]) -> dict[s
         parts = _fields(path, number, line, width)
         qid, doc_id = parts[iq].strip(), parts[id_].strip()
         if qid not in query_ids:
-            raise DatasetError(f"{path}, line {number}: query-id {qid!r} is not in queries.jsonl")
+            raise DatasetError(f"{path}, line {number}: query-id {clip(qid)} is not in queries.jsonl")
         if doc_id not in corpus_ids:
-            raise DatasetError(f"{path}, line {number}: corpus-id {doc_id!r} is not in corpus.jsonl")
+            raise DatasetError(f"{path}, line {number}: corpus-id {clip(doc_id)} is not in corpus.jsonl")
         judged = qrels.setdefault(qid, {})
         if doc_id in judged:
-            raise DatasetError(f"{path}, line {number}: duplicate judgment for query {qid!r}, doc {doc_id!r}")
+            raise DatasetError(
+                f"{path}, line {number}: duplicate judgment for query {clip(qid)}, doc {clip(doc_id)}"
+            )
         judged[doc_id] = _parse_relevance(path, number, parts[iscore])
     if not qrels:
         raise DatasetError(f"{path}: no judgments after the header")
@@ -289,7 +339,7 @@ def load_retrieval(folder: str | Path, split: str = "test") -> RetrievalData:
                 extra = f" (splits present: {', '.join(splits) or 'none'})"
             raise DatasetError(f"{needed}: file not found{extra}")
     corpus_ids, docs = _read_jsonl(folder / "corpus.jsonl", ("title", "text"))
-    query_ids, queries = _read_jsonl(folder / "queries.jsonl", ("text",))
+    query_ids, queries = _read_jsonl(folder / "queries.jsonl", ("text",), required_text=("text",))
     qrels = _read_qrels(qrels_path, set(query_ids), set(corpus_ids))
     return RetrievalData(
         corpus_ids=corpus_ids,

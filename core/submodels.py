@@ -22,7 +22,9 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,12 +239,17 @@ class EmbeddingCache:
 
     Each entry has a JSON sidecar with the key fields, shape and sha256 of the array bytes; an entry
     whose checksum, shape or key does not match is treated as missing (and replaced), never reused.
-    Writes go to a temporary file and are renamed into place, so a crash leaves no half entry.
+    Writes go to a temporary file (``.PID-*.npy.tmp``) and are renamed into place, so a crash leaves no
+    half entry; the first cache of a process on a folder deletes the temporary files of writers that
+    are gone (a ``kill -9`` while encoding), and an entry path taken by a folder counts as corrupt.
     """
 
     def __init__(self, root: str | Path | None = None, verify: bool = True) -> None:
         self.root = Path(root) if root is not None else settings.cache_dir()
         self.verify = verify
+        if self.root not in _swept_roots:
+            _swept_roots.add(self.root)
+            remove_stale_temporaries(self.root)
 
     @staticmethod
     def key(checkpoint_fp: str, texts_fp: str, layer: int, max_seq_length: int, prompt: str | None) -> dict:
@@ -264,6 +271,7 @@ class EmbeddingCache:
     def get(self, key: dict) -> np.ndarray | None:
         """The cached matrix (memory-mapped), or None when absent or invalid."""
         array_path, meta_path = self._paths(key)
+        _clear_folders(array_path, meta_path)
         if not array_path.is_file() or not meta_path.is_file():
             return None
         try:
@@ -284,7 +292,7 @@ class EmbeddingCache:
         """A writable memory-mapped temporary ``.npy`` for ``key``; ``commit`` it once filled."""
         array_path, _ = self._paths(key)
         array_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=array_path.parent, suffix=".npy.tmp")
+        fd, tmp = tempfile.mkstemp(dir=array_path.parent, prefix=_tmp_prefix(), suffix=".npy.tmp")
         os.close(fd)
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         return array, Path(tmp)
@@ -294,6 +302,7 @@ class EmbeddingCache:
         array_path, meta_path = self._paths(key)
         shape = list(np.load(tmp, mmap_mode="r", allow_pickle=False).shape)
         meta = {"key": key, "shape": shape, "sha256": _sha256_file(tmp)}
+        _clear_folders(array_path, meta_path)
         os.replace(tmp, array_path)
         _atomic_write_text(meta_path, json.dumps(meta, sort_keys=True))
 
@@ -302,11 +311,12 @@ class EmbeddingCache:
         array_path, meta_path = self._paths(key)
         array_path.parent.mkdir(parents=True, exist_ok=True)
         array = np.ascontiguousarray(array, dtype=np.float32)
-        fd, tmp = tempfile.mkstemp(dir=array_path.parent, suffix=".npy.tmp")
+        fd, tmp = tempfile.mkstemp(dir=array_path.parent, prefix=_tmp_prefix(), suffix=".npy.tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, array, allow_pickle=False)
             meta = {"key": key, "shape": list(array.shape), "sha256": _sha256_file(Path(tmp))}
+            _clear_folders(array_path, meta_path)
             os.replace(tmp, array_path)
             _atomic_write_text(meta_path, json.dumps(meta, sort_keys=True))
         finally:
@@ -320,6 +330,52 @@ class EmbeddingCache:
                 path.unlink(missing_ok=True)
 
 
+def _clear_folders(*paths: Path) -> None:
+    """Remove folders found where cache files belong (an entry's place taken by a folder is corrupt)."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+_swept_roots: set[Path] = set()
+LEGACY_TMP_AGE_S = 24 * 3600  # temporaries without a pid in their name are removed after a day
+
+
+def _tmp_prefix() -> str:
+    return f".{os.getpid()}-"
+
+
+def _writer_alive(name: str) -> bool | None:
+    """Whether the process that named a temporary file ``.PID-...`` still runs (None: no pid in it)."""
+    head = name[1:].split("-", 1)[0] if name.startswith(".") else ""
+    if not head.isdigit():
+        return None
+    try:
+        os.kill(int(head), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete ``*.tmp`` files of cache writers that are gone (killed mid-write); return how many."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for path in root.glob("*/*.tmp"):
+        alive = _writer_alive(path.name)
+        if alive is None:
+            with contextlib.suppress(OSError):
+                alive = time.time() - path.stat().st_mtime < LEGACY_TMP_AGE_S
+        if alive is False:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -329,7 +385,7 @@ def _sha256_file(path: Path) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(), suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)

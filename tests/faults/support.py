@@ -202,3 +202,51 @@ def results_table(database: Path) -> dict[tuple[str, str, str, int, int, str, st
         "SELECT checkpoint_fp, dataset_fp, split, layer, dim, precision, metric, value FROM results",
     )
     return {tuple(r[:7]): r[7] for r in rows}  # type: ignore[misc]
+
+
+def run_cli(argv: Sequence[str]) -> tuple[int, str, str]:
+    """``python -m core ARGV`` in this process: (exit code, stdout, stderr); argparse exits included."""
+    import io
+
+    from core import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_error_line(code: int, stderr: str, *needles: str) -> str:
+    """Exit 2 with exactly one ``error: ...`` line on stderr, no traceback; the line holds ``needles``."""
+    assert code == 2, (code, stderr)
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]
+
+
+def stored(home: Path) -> dict[str, int]:
+    """Rows per lab table and files in the embedding cache (what a refused input must leave at zero)."""
+    database = home / "lab.sqlite3"
+    counts = {
+        table: int((query(database, f"SELECT COUNT(*) FROM {table}") or [(0,)])[0][0])
+        for table in ("runs", "results", "item_scores", "checkpoints", "datasets")
+    }
+    cache = home / "embedding-cache"
+    counts["cache_files"] = sum(1 for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0
+    return counts
+
+
+NOTHING_STORED = {
+    "runs": 0,
+    "results": 0,
+    "item_scores": 0,
+    "checkpoints": 0,
+    "datasets": 0,
+    "cache_files": 0,
+}

@@ -78,6 +78,13 @@ def _damage_missing_sidecar(npy: Path) -> None:
     npy.with_suffix(".json").unlink()
 
 
+def _damage_sidecar_is_folder(npy: Path) -> None:
+    sidecar = npy.with_suffix(".json")
+    sidecar.unlink()
+    sidecar.mkdir()
+    (sidecar / "inside.txt").write_text("a folder where the sidecar was")
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -87,6 +94,7 @@ def _damage_missing_sidecar(npy: Path) -> None:
         _damage_sidecar_not_object,
         _damage_empty,
         _damage_missing_sidecar,
+        _damage_sidecar_is_folder,
     ],
     ids=[
         "truncated",
@@ -95,6 +103,7 @@ def _damage_missing_sidecar(npy: Path) -> None:
         "sidecar-not-object",
         "empty-file",
         "missing-sidecar",
+        "sidecar-is-a-folder",
     ],
 )
 def test_damaged_cache_entry_is_detected_and_recomputed(
@@ -208,3 +217,31 @@ def test_weights_changed_after_evaluation_give_new_results_never_the_old(
         old_frame = repository.results_frame(s, checkpoint_fp=before.checkpoint.fingerprint)
     assert fingerprints == {before.checkpoint.fingerprint, after.checkpoint.fingerprint}
     assert len(old_frame) == len(before.frame)
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_on_the_next_start(
+    tiny: Path, sts: Path, tmp_path: Path
+) -> None:
+    """``kill -9`` while encoding leaves ``.PID-*.npy.tmp``; the next cache on that folder deletes the
+    files of writers that are gone and keeps those of live ones (a concurrent encoder)."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "cache"
+    first = _first_run(tiny, sts, EmbeddingCache(root))
+    folder = _entries(root)[0].parent
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(gone.stdout)
+    stale = [folder / f".{dead_pid}-abc.npy.tmp", folder / f".{dead_pid}-def.tmp"]
+    live = folder / f".{os.getpid()}-xyz.npy.tmp"
+    legacy_old, legacy_new = folder / "tmpold.npy.tmp", folder / "tmpnew.npy.tmp"
+    for path in [*stale, live, legacy_old, legacy_new]:
+        path.write_bytes(b"\x93NUMPY half written")
+    os.utime(legacy_old, (0, 0))  # a temporary without a pid, older than a day
+    submodels._swept_roots.discard(root)  # a new process starting on this folder
+    cache = EmbeddingCache(root)
+    assert not any(p.exists() for p in [*stale, legacy_old])
+    assert live.exists() and legacy_new.exists()
+    again = evaluate.evaluate_grid(str(tiny), str(sts), dims=DIMS, cache=cache, recompute=True)
+    assert again.encoded_texts == 0 and _values(again) == pytest.approx(_values(first), abs=1e-6)

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from core import datasets
+from core import datasets, metrics
 from core.datasets import DatasetError
 
 FAST = settings(
@@ -87,8 +87,10 @@ def sts_files(draw: st.DrawFn) -> tuple[bytes, list[str], list[list[str]]]:
     rows = draw(st.lists(row, max_size=8))
     if "score" in [h.strip() for h in header] and draw(st.booleans()):  # mostly valid rows, sometimes
         at = [h.strip() for h in header].index("score")
+        # Sizes 0..8 rows; sometimes every gold score equal (a correlation is then undefined).
+        constant = draw(st.one_of(st.none(), st.sampled_from(["1", "2.5", "0", "-1e300"])))
         rows = [
-            [*r[:at], draw(st.floats(-10, 10, allow_nan=False).map(repr)), *r[at + 1 :]]
+            [*r[:at], constant or draw(st.floats(-10, 10, allow_nan=False).map(repr)), *r[at + 1 :]]
             if len(r) == width
             else r
             for r in rows
@@ -126,10 +128,13 @@ def sts_oracle(header: list[str], rows: list[list[str]]) -> tuple[list[str], lis
             return None
         if not math.isfinite(value):
             return None
+        if not r[i1].strip() or not r[i2].strip():
+            return None  # a blank sentence
         s1.append(r[i1].strip())
         s2.append(r[i2].strip())
         scores.append(value)
-    return (s1, s2, scores) if scores else None
+    # A correlation needs two pairs and gold scores that vary.
+    return (s1, s2, scores) if len(scores) >= 2 and len(set(scores)) > 1 else None
 
 
 @settings(FAST, max_examples=1500)
@@ -192,11 +197,13 @@ def beir_folders(draw: st.DrawFn) -> dict[str, str]:
     header = draw(
         st.sampled_from(["query-id\tcorpus-id\tscore", "corpus-id\tquery-id\tscore", "qid\tdid\trel", ""])
     )
-    qrel = st.tuples(
-        st.sampled_from([*query_ids, "q9", ""]),
-        st.sampled_from([*doc_ids, "d9", ""]),
-        st.sampled_from(["1", "0", "2", "1.0", "1.5", "-1", "x", ""]),
+    grade = st.one_of(
+        st.sampled_from(["1", "0", "2", "1.0", "1.5", "-1", "x", "", "1e30", "-0.0"]),
+        # Numeric ranges around what trec_eval holds (a C int) and far beyond it.
+        st.integers(-(2**70), 2**70).map(str),
+        st.sampled_from([str(2**31 - 1), str(-(2**31 - 1)), str(2**31), "99999999999999999999999"]),
     )
+    qrel = st.tuples(st.sampled_from([*query_ids, "q9", ""]), st.sampled_from([*doc_ids, "d9", ""]), grade)
     rows = draw(st.lists(qrel, max_size=5))
     qrels = "\n".join([header, *("\t".join(r) for r in rows)]) + "\n"
     return {"corpus.jsonl": corpus, "queries.jsonl": queries, "qrels/test.tsv": qrels}
@@ -220,6 +227,11 @@ def test_beir_folder_is_consistent_or_refused_naming_the_file(files: dict[str, s
     assert data.judged_query_ids and set(data.qrels) <= set(data.query_ids)
     for judged in data.qrels.values():
         assert set(judged) <= set(data.corpus_ids) and all(isinstance(v, int) for v in judged.values())
+        assert all(abs(v) <= datasets.MAX_RELEVANCE for v in judged.values())
+    assert all(text.strip() for text in data.query_texts)  # a blank query is refused
+    # What loads is scored without an error by the same code the grid uses (trec_eval via pytrec_eval).
+    run = {q: {d: 1.0 for d in data.corpus_ids[:3]} for q in data.judged_query_ids}
+    metrics.ranking_metrics(run, data.qrels)
 
 
 # ------------------------------------------------------------------------------------------ uploads
