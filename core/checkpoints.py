@@ -277,9 +277,6 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     return sorted(files)
 
 
-_fingerprint_memo: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
-
-
 def fingerprint_folder(path: str | Path) -> str:
     """Content hash of a checkpoint folder: its weight, config and tokenizer files, by relative path.
 

@@ -208,12 +208,12 @@ def run_cli(argv: Sequence[str]) -> tuple[int, str, str]:
     """``python -m core ARGV`` in this process: (exit code, stdout, stderr); argparse exits included."""
     import io
 
-    from core import cli
+    from core.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            code = cli.main(list(argv))
+            code = main(list(argv))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     return code, out.getvalue(), err.getvalue()
