@@ -243,5 +243,7 @@ def test_temporary_files_of_a_killed_writer_are_removed_on_the_next_start(
     cache = EmbeddingCache(root)
     assert not any(p.exists() for p in [*stale, legacy_old])
     assert live.exists() and legacy_new.exists()
-    again = evaluate.evaluate_grid(str(tiny), str(sts), dims=DIMS, cache=cache, recompute=True)
+    again = evaluate.evaluate_grid(
+        str(tiny), str(sts), dims=DIMS, cache=cache, recompute=True, session_factory=open_store()
+    )
     assert again.encoded_texts == 0 and _values(again) == pytest.approx(_values(first), abs=1e-6)
