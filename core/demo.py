@@ -510,17 +510,32 @@ def format_model_param(ref: str, layer: int, dim: int, precision: str) -> str:
 def parse_model_param(text: str) -> tuple[str, int, int, str]:
     """``ref:layer:dim[:precision]`` -> (ref, layer, dim, precision); the ref may itself contain ``:``.
 
+    A bad value is refused naming the part that is wrong.
+
     >>> parse_model_param("default:2:64")
     ('default', 2, 64, 'float32')
+    >>> parse_model_param("default:6:384:float99")
+    Traceback (most recent call last):
+    ...
+    core.demo.DemoError: sub-model 'default:6:384:float99': precision 'float99' is not one of float32, float16, int8, binary
     """
-    parts = text.strip().rsplit(":", 3)
-    if len(parts) == 4 and parts[3] in quantize.PRECISIONS:
-        ref, layer, dim, precision = parts
-    else:
-        ref, layer, dim = text.strip().rsplit(":", 2) if text.count(":") >= 2 else ("", "", "")
-        precision = "float32"
-    if not ref or not layer.isdigit() or not dim.isdigit():
+    raw = text.strip()
+    parts = raw.rsplit(":", 3)
+    precision = "float32"
+    if len(parts) == 4 and not parts[3].isdigit():  # a precision is never a number
+        precision = parts[3]
+        if precision not in quantize.PRECISIONS:
+            raise DemoError(
+                f"sub-model {text!r}: precision {precision!r} is not one of {', '.join(quantize.PRECISIONS)}"
+            )
+        raw = raw.rsplit(":", 1)[0]
+    pieces = raw.rsplit(":", 2)
+    if len(pieces) != 3 or not pieces[0]:
         raise DemoError(f"sub-model {text!r} is not of the form checkpoint:layer:dim[:precision]")
+    ref, layer, dim = pieces
+    for name, part in (("layer", layer), ("dim", dim)):
+        if not part.isdigit():
+            raise DemoError(f"sub-model {text!r}: {name} {part!r} is not a whole number")
     return ref, int(layer), int(dim), precision
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from common import settings
 from core import checkpoints
 from ui import actions, errors, home_widgets, nav, resources, state
 
@@ -46,10 +47,13 @@ st.dataframe(home_widgets.status_table(default), hide_index=True, key="home_stat
 
 left, right = st.columns([2, 1], vertical_alignment="bottom")
 options = list(builtin)
-state.bind_widget("home_dataset", "dataset", options, "stsb-test" if "stsb-test" in builtin else options[0])
+state.bind_widget("home_dataset", "dataset", options, "stsb-test" if "stsb-test" in builtin else options[0],
+                  "Home evaluates the built-in datasets; Explore evaluates registered ones")  # fmt: skip
 name = left.selectbox("Dataset to evaluate", options, key="home_dataset")
 state.publish("dataset", name)
-if right.button("Evaluate the default grid", key="home_evaluate", type="primary", width="stretch"):
+if settings.read_only():
+    right.caption(actions.READ_ONLY_NOTE)
+elif right.button("Evaluate the default grid", key="home_evaluate", type="primary", width="stretch"):
     with errors.user_errors(f"evaluating default on {name}"):
         report = actions.evaluate_with_progress("default", builtin[name])
         st.session_state["home_message"] = (

@@ -26,6 +26,8 @@ state.init_page("demo", {"docs": "", "mode": "Search"})
 url_mode = state.url_value("mode")
 if url_mode in ("Search", "Sentence pair"):
     st.session_state["demo_mode"] = url_mode
+elif url_mode:
+    state.warn_link("mode", url_mode, "the modes are Search and Sentence pair", st.session_state["demo_mode"])
 
 # ---- render
 mode = st.radio(
@@ -36,6 +38,8 @@ if mode == "Search":
     choices = {c.name: c.spec for c in resources.dataset_choices() if c.kind == datasets.RETRIEVAL and c.spec}
     options = [*choices, "Paste documents"]
     url_corpus = state.url_value("corpus")
+    if url_corpus and url_corpus not in options:
+        state.warn_link("corpus", url_corpus, f"the documents here are {', '.join(options)}", options[0])
     state.bind_widget("demo_corpus", None, options, url_corpus if url_corpus in options else options[0])
     corpus_name = st.selectbox("Documents", options, key="demo_corpus")
     state.show_in_url("corpus", corpus_name)

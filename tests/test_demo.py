@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import itertools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -277,10 +278,19 @@ def test_model_param_round_trip(text: str, parsed: tuple[str, int, int, str]) ->
 
 
 @pytest.mark.parametrize(
-    "text", ["", "default", "default:6", "default:x:384", "default:6:384:int4", ":6:384"]
+    ("text", "message"),
+    [
+        ("", "not of the form checkpoint:layer:dim"),
+        ("default", "not of the form checkpoint:layer:dim"),
+        ("default:6", "not of the form checkpoint:layer:dim"),
+        (":6:384", "not of the form checkpoint:layer:dim"),
+        ("default:x:384", "layer 'x' is not a whole number"),
+        ("default:6:3.5", "dim '3.5' is not a whole number"),
+        ("default:6:384:int4", "precision 'int4' is not one of float32, float16, int8, binary"),
+    ],
 )
-def test_bad_model_params_are_refused(text: str) -> None:
-    with pytest.raises(demo.DemoError, match="checkpoint:layer:dim"):
+def test_bad_model_params_are_refused_naming_the_bad_part(text: str, message: str) -> None:
+    with pytest.raises(demo.DemoError, match=re.escape(message)):
         demo.parse_model_param(text)
 
 

@@ -128,7 +128,25 @@ def test_bad_link_values_are_refused_with_a_message(lab: Lab) -> None:
     assert "a=" in messages and "layer 9 is outside" in messages
     assert "b=" in messages and "dim 64 is outside" in messages
     bad_form = run(mode="Sentence pair", a=f"{tiny(lab)}:3:48", b=f"{tiny(lab)}:2:x", s1="x", s2="y")
-    assert "not of the form" in " ".join(e.value for e in bad_form.error)
+    assert "dim 'x' is not a whole number" in " ".join(e.value for e in bad_form.error)
+    bad_precision = run(mode="Sentence pair", a=f"{tiny(lab)}:3:48:float99", s1="x", s2="y")
+    assert "precision 'float99' is not one of float32" in " ".join(e.value for e in bad_precision.error)
     # the known checkpoint is kept; the refused cell falls back to the defaults (A full, B the 2nd pair)
     assert at.selectbox(key="demo_a_ckpt").value == tiny(lab)
     assert at.slider(key="demo_a_layer").value == 3
+
+
+def test_unknown_mode_and_corpus_in_a_link_are_named(lab: Lab) -> None:
+    at = run(mode="Bogus", corpus="nope", a=f"{tiny(lab)}:3:48", b=f"{tiny(lab)}:1:16")
+    assert not at.exception and not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    assert (
+        "mode='Bogus' was not used: the modes are Search and Sentence pair; showing Search instead"
+        in warnings
+    )
+    assert (
+        "corpus='nope' was not used: the documents here are cranfield, tiny-beir, Paste documents" in warnings
+    )
+    assert (
+        at.radio(key="demo_mode").value == "Search" and at.selectbox(key="demo_corpus").value == "cranfield"
+    )

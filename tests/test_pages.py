@@ -474,3 +474,36 @@ def test_explore_evaluates_more_cells_and_names_a_bad_knob(lab: Lab) -> None:
     expected = views.cell_value(frame, "cosine_spearman", (3, 12), "int8")
     assert metric_value(at, "cosine Spearman") == f"{expected:.4f}"
     assert metric_value(at, "Bytes per vector") == "12"  # int8: one byte per dim
+
+
+# ------------------------------------------------------------------------------ honest links
+
+
+def test_link_values_that_cannot_be_honoured_are_named(lab: Lab) -> None:
+    at = app(EXPLORE, checkpoint="nope", dataset="no-such-set", metric="bogus", precision="int3")
+    assert not at.exception and not at.error
+    warnings = [w.value for w in at.warning]
+    for expected in (
+        "checkpoint='nope' was not used: no registered checkpoint has this name",
+        "dataset='no-such-set' was not used: no built-in or registered dataset has this name",
+        "metric='bogus' was not used: not a metric of sts datasets",
+        "precision='int3' was not used: it is not a precision (stored: float32)",
+    ):
+        assert any(expected in w for w in warnings), (expected, warnings)
+    at.run()  # the warnings are said once, not on every redraw
+    assert not [w for w in at.warning if "was not used" in w.value]
+    deep = str(lab.checkpoints["tiny-4x64"])
+    at = app(EXPLORE, checkpoint=deep, dataset=STS_DATASET, layer="9", dim="64")
+    assert [w.value for w in at.warning] == [
+        "Link value layer='9' was not used: it is outside 1..4 for this checkpoint."
+    ]
+
+
+def test_compare_link_with_an_unknown_checkpoint_says_so_truthfully(lab: Lab) -> None:
+    deep = str(lab.checkpoints["tiny-4x64"])
+    at = app(COMPARE, dataset=STS_DATASET, checkpoints=f"{deep},nope")
+    assert not at.exception and not at.error
+    assert any("'nope' was left out: no registered checkpoint has this name" in w.value for w in at.warning)
+    assert at.multiselect(key="compare_checkpoints").value == [deep]
+    assert "Pick at least two checkpoints" in at.info[0].value
+    assert "2 of 2 registered checkpoints have results" in at.info[0].value

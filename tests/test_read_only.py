@@ -1,10 +1,10 @@
 """Read-only demo mode: write controls are absent from every page, core refuses the writes itself, and
 every view plus the live Demo still works.
 
-What the mode allows (decided here, documented in core/lab/evaluate.py and the report): evaluating missing
-cells of the default or a registered checkpoint on a built-in or registered dataset (derived results,
-no new names or paths). What it refuses: registering checkpoints or datasets, uploads, training,
-deleting runs, recomputing stored results, and evaluating anything not registered.
+What the mode allows: every stored result, and the live Demo. What it refuses (issue 14: a public
+visitor must not start a multi-minute CPU job): evaluating any cell not stored yet, registering
+checkpoints or datasets, uploads, training, deleting runs and recomputing stored results. The Train
+page is not in the navigation.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from tests.tinymodel import build_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted(str(p) for p in (ROOT / "pages").glob("*.py"))
-WRITE_WORDS = ("delete", "register", "upload", "train", "path", "checkpoint_text")
+WRITE_WORDS = ("delete", "register", "upload", "train", "path", "checkpoint_text", "evaluate", "compute",
+               "more_go", "resume")  # fmt: skip
 TIMEOUT = 120
 
 
@@ -169,12 +170,25 @@ def test_core_refuses_every_write_and_nothing_is_stored(lab: Lab, tmp_path: Path
     assert not (tmp_path / "up").exists() and not (tmp_path / "trained").exists()
 
 
-def test_missing_cells_of_a_registered_checkpoint_are_still_computed(lab: Lab, tmp_path: Path) -> None:
-    results, runs = counts(lab)
+def test_no_new_evaluation_but_stored_cells_read_back(lab: Lab, tmp_path: Path) -> None:
+    before = counts(lab)
     factory = db.init_db(lab.database_url)
-    report = evaluate.evaluate_grid(
-        str(lab.checkpoints["tiny-3x48"]), lab.sts_spec, layers=[1], dims=[8], session_factory=factory,
+    with pytest.raises(settings.ReadOnlyError, match="evaluating 1 cells that are not stored yet"):
+        evaluate.evaluate_grid(
+            str(lab.checkpoints["tiny-3x48"]), lab.sts_spec, layers=[1], dims=[8], session_factory=factory,
+            cache=EmbeddingCache(tmp_path / "cache"),
+        )  # fmt: skip
+    assert counts(lab) == before
+    report = evaluate.evaluate_grid(  # every cell stored: read back, nothing computed or written
+        str(lab.checkpoints["tiny-3x48"]), lab.sts_spec, layers=[1, 3], dims=[48], session_factory=factory,
         cache=EmbeddingCache(tmp_path / "cache"),
     )  # fmt: skip
-    assert report.computed == 1
-    assert counts(lab) == (results + 2, runs + 1)  # one new cell: its Spearman and Pearson rows
+    assert (report.computed, report.reused) == (0, 2) and counts(lab) == before
+
+
+def test_navigation_has_no_train_page(lab: Lab) -> None:
+    at = run_page(str(ROOT / "app.py"))
+    assert not at.exception
+    at.switch_page("pages/5_Demo.py")  # a page of the navigation
+    with pytest.raises(ValueError, match=r"Could not find a navigation page .*6_Train\.py"):
+        at.switch_page("pages/6_Train.py")

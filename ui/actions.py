@@ -18,6 +18,7 @@ from core.lab.evaluate import GridReport
 from core.lab.queries import CheckpointRecord, DatasetRecord, RunRecord
 from ui import errors, resources
 
+READ_ONLY_NOTE = "Read-only demo mode: only stored results are shown; evaluating is off."
 PHASE_LABELS = {"encode": "Encoding texts", "score": "Scoring cells"}
 
 
@@ -134,7 +135,13 @@ def compute_button(
     precisions: Sequence[str] = ("float32",),
     primary: bool = False,
 ) -> None:
-    """A button that evaluates (and stores) the given cells with a progress bar, then redraws the page."""
+    """A button that evaluates (and stores) the given cells with a progress bar, then redraws the page.
+
+    In read-only demo mode there is no button (visitors see stored cells only), just a caption.
+    """
+    if settings.read_only():
+        st.caption(READ_ONLY_NOTE)
+        return
     if dataset.spec is None:
         st.caption(f"Cannot compute: the files of dataset {dataset.name} are missing.")
         return
@@ -149,6 +156,8 @@ def evaluate_more(
     checkpoint: str, dataset: resources.DatasetChoice, prefix: str, precision: str = "float32"
 ) -> None:
     """An expander to evaluate any layers, dims and precisions on request (bad knobs shown as errors)."""
+    if settings.read_only():
+        return
     with st.expander("Evaluate more cells (other dims, precisions, layers)"):
         left, middle, right = st.columns(3)
         layers_text = left.text_input(

@@ -53,7 +53,7 @@ def checkpoint(
     refs = checkpoint_refs(records)
     options = list(refs)
     fallback = "default" if "default" in refs else options[0]
-    state.bind_widget(key, "checkpoint", options, fallback)
+    state.bind_widget(key, "checkpoint", options, fallback, "no registered checkpoint has this name")
     chosen = _container(where).selectbox(
         label, options, key=key, format_func=lambda r: checkpoint_label(refs[r])
     )
@@ -71,7 +71,7 @@ def checkpoints(
     """Several checkpoints (shared as the comma list ``checkpoints``; the first also as ``checkpoint``)."""
     refs = checkpoint_refs(records)
     options = list(refs)
-    state.bind_multi(key, "checkpoints", options, default)
+    state.bind_multi(key, "checkpoints", options, default, "no registered checkpoint has this name")
     names = short_names(records)
     chosen = _container(where).multiselect(
         label, options, key=key, format_func=lambda r: checkpoint_label(refs[r], names[refs[r].fingerprint])
@@ -87,7 +87,7 @@ def dataset(choices: Sequence[DatasetChoice], key: str, where: Any = None) -> Da
     by_name = {c.name: c for c in choices}
     options = list(by_name)
     fallback = "stsb-test" if "stsb-test" in by_name else options[0]
-    state.bind_widget(key, "dataset", options, fallback)
+    state.bind_widget(key, "dataset", options, fallback, "no built-in or registered dataset has this name")
     chosen = _container(where).selectbox("Dataset", options, key=key, format_func=lambda n: by_name[n].label)
     state.publish("dataset", chosen)
     return by_name[chosen]
@@ -104,7 +104,8 @@ def metric_options(kind: str, frame: pd.DataFrame) -> list[str]:
 def metric(kind: str, frame: pd.DataFrame, key: str, where: Any = None) -> str:
     """A metric of the dataset's kind (stored ones first; default: the main score)."""
     options = metric_options(kind, frame)
-    state.bind_widget(key, "metric", options, metrics.MAIN_SCORE.get(kind, options[0]))
+    state.bind_widget(key, "metric", options, metrics.MAIN_SCORE.get(kind, options[0]),
+                      f"not a metric of {kind} datasets ({', '.join(options)})")  # fmt: skip
     chosen = _container(where).selectbox("Metric", options, key=key, format_func=figures.metric_label)
     state.publish("metric", chosen)
     return str(chosen)
@@ -114,7 +115,9 @@ def precision(frame: pd.DataFrame, key: str, where: Any = None) -> str:
     """A precision among the stored ones (float32 when only that is stored: shown, not a choice)."""
     stored = set(frame["precision"]) if len(frame) else set()
     options = [p for p in submodels.PRECISIONS if p in stored] or ["float32"]
-    state.bind_widget(key, "precision", options, "float32" if "float32" in options else options[0])
+    known = "is not stored here" if precision_known(state.get("precision")) else "is not a precision"
+    state.bind_widget(key, "precision", options, "float32" if "float32" in options else options[0],
+                      f"it {known} (stored: {', '.join(options)})")  # fmt: skip
     chosen = _container(where).selectbox(
         "Precision",
         options,
@@ -124,6 +127,11 @@ def precision(frame: pd.DataFrame, key: str, where: Any = None) -> str:
     )
     state.publish("precision", chosen)
     return str(chosen)
+
+
+def precision_known(value: object) -> bool:
+    """True for one of the lab's precisions (float32, float16, int8, binary, ...)."""
+    return value in submodels.PRECISIONS
 
 
 def short_names(records: Sequence[CheckpointRecord]) -> dict[str, str]:

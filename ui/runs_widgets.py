@@ -53,7 +53,7 @@ def run_details(run: RunRecord, names: Mapping[str, str]) -> None:
         )
         st.json({**where, "params": run.params, "provenance": run.provenance})
 
-    resumable = run.status in RESUMABLE_STATUSES and run.kind == "evaluate"
+    resumable = run.status in RESUMABLE_STATUSES and run.kind == "evaluate" and not settings.read_only()
     buttons = iter(st.columns([1, 1, 3]))
     if resumable and next(buttons).button(f"Resume run #{run.id}", key="runs_resume", type="primary"):
         with errors.user_errors(f"resuming run #{run.id}"):

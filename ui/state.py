@@ -30,6 +30,7 @@ import streamlit as st
 
 SHARED_KEYS: tuple[str, ...] = ("checkpoint", "checkpoints", "dataset", "metric", "precision")
 _URL_READ = "state_url_read"  # set of url keys already consumed this session
+_URL_PENDING = "state_url_pending"  # shared values taken from a link, not yet checked against a picker
 
 
 def init_shared() -> None:
@@ -38,6 +39,20 @@ def init_shared() -> None:
         if key not in st.session_state:
             value = st.query_params.get(key)
             st.session_state[key] = value if value else None
+            if value:
+                st.session_state.setdefault(_URL_PENDING, {})[key] = value
+
+
+def warn_link(key: str, value: str, reason: str, instead: str = "") -> None:
+    """Say that a link's ``key=value`` cannot be honoured, why, and what is shown instead."""
+    shown = f"; showing {instead} instead" if instead else ""
+    st.warning(f"Link value {key}={value[:80]!r} was not used: {reason}{shown}.", icon=":material/link_off:")
+
+
+def _take_link_value(shared_key: str | None) -> str | None:
+    """The link's value of a shared key the first time a picker binds it (then never again)."""
+    pending: dict[str, str] = st.session_state.get(_URL_PENDING, {})
+    return pending.pop(shared_key, None) if shared_key else None
 
 
 def get(key: str) -> Any:
@@ -67,13 +82,10 @@ def url_int(key: str, low: int | None = None, high: int | None = None) -> int | 
     try:
         number = int(value.strip())
     except ValueError:
-        number = None
-    if number is None or (low is not None and number < low) or (high is not None and number > high):
-        bounds = f" in {low}..{high}" if low is not None and high is not None else ""
-        st.warning(
-            f"Link parameter {key}={value[:40]!r} is not an integer{bounds}; it was ignored.",
-            icon=":material/link_off:",
-        )
+        warn_link(key, value, "it is not a whole number")
+        return None
+    if (low is not None and number < low) or (high is not None and number > high):
+        warn_link(key, value, f"it is outside {low}..{high} for this checkpoint")
         return None
     return number
 
@@ -96,9 +108,19 @@ def show_in_url(key: str, value: Any) -> None:
         st.query_params[key] = str(text)
 
 
-def bind_widget(widget_key: str, shared_key: str | None, options: Sequence[Any], default: Any) -> None:
-    """Before drawing a single-choice widget: make its value valid, preferring the shared value."""
+def bind_widget(
+    widget_key: str, shared_key: str | None, options: Sequence[Any], default: Any, reason: str = ""
+) -> None:
+    """Before drawing a single-choice widget: make its value valid, preferring the shared value.
+
+    A shared value that came from a link and is not among ``options`` is named in a warning with
+    ``reason`` (default: the choices there are), once.
+    """
     init_shared()
+    linked = _take_link_value(shared_key)
+    if linked is not None and linked not in options and shared_key is not None:
+        choices = ", ".join(str(o) for o in options[:8]) + (" ..." if len(options) > 8 else "")
+        warn_link(shared_key, linked, reason or f"the choices here are {choices}", repr(default))
     current = st.session_state.get(widget_key)
     if current in options:
         return
@@ -107,10 +129,22 @@ def bind_widget(widget_key: str, shared_key: str | None, options: Sequence[Any],
 
 
 def bind_multi(
-    widget_key: str, shared_key: str | None, options: Sequence[Any], default: Sequence[Any]
+    widget_key: str, shared_key: str | None, options: Sequence[Any], default: Sequence[Any], reason: str = ""
 ) -> None:
-    """Before drawing a multiselect: keep valid choices, else take the shared comma list or ``default``."""
+    """Before drawing a multiselect: keep valid choices, else take the shared comma list or ``default``.
+
+    Values of a link's comma list that are not among ``options`` are named in a warning, once.
+    """
     init_shared()
+    linked = _take_link_value(shared_key)
+    unknown = [v for v in (linked or "").split(",") if v and v not in options]
+    if unknown and shared_key is not None:
+        what = ", ".join(repr(v) for v in unknown)
+        st.warning(
+            f"Link value {shared_key}: {what} {'was' if len(unknown) == 1 else 'were'} left out: "
+            f"{reason or 'not among the choices here'}.",
+            icon=":material/link_off:",
+        )
     current = st.session_state.get(widget_key)
     if isinstance(current, list) and current and all(c in options for c in current):
         return

@@ -81,15 +81,15 @@ def evaluate_grid(
     cache = cache if cache is not None else submodels.EmbeddingCache()
 
     with factory() as s, s.begin():
-        if settings.read_only():
-            _check_read_only(s, info, dataset_fp, recompute)
-        repository.upsert_checkpoint(s, **registry.checkpoint_values(info))
-        repository.upsert_dataset(s, **registry.dataset_values(spec))
-        repository.mark_interrupted_runs(s)
         done = (
             set() if recompute else repository.done_cells(s, info.fingerprint, dataset_fp, spec.split, main)
         )
-    todo = [c for c in cells if (c.layer, c.dim, c.precision) not in done]
+        todo = [c for c in cells if (c.layer, c.dim, c.precision) not in done]
+        if settings.read_only():
+            _check_read_only(s, info, dataset_fp, recompute, len(todo))
+        repository.upsert_checkpoint(s, **registry.checkpoint_values(info))
+        repository.upsert_dataset(s, **registry.dataset_values(spec))
+        repository.mark_interrupted_runs(s)
     run_id: int | None = None
     encoded = 0
     if todo:
@@ -111,12 +111,14 @@ def evaluate_grid(
     return GridReport(run_id, len(todo), len(cells) - len(todo), frame, info, spec, dataset_fp, encoded)
 
 
-def _check_read_only(s: Session, info: checkpoints.CheckpointInfo, dataset_fp: str, recompute: bool) -> None:
-    """Read-only demo mode still evaluates missing cells, but only of what is already known.
+def _check_read_only(
+    s: Session, info: checkpoints.CheckpointInfo, dataset_fp: str, recompute: bool, n_todo: int
+) -> None:
+    """Read-only demo mode serves stored results only: visitors never start an evaluation.
 
-    Allowed: the default checkpoint or a registered one, on a built-in or registered dataset (the new
-    rows are derived, reproducible results). Refused: anything that would add a checkpoint or dataset
-    (a new path or name), and ``recompute`` (replacing stored results).
+    Refused: any cell not stored yet (a multi-minute CPU job a public visitor could start), ``recompute``
+    (replacing stored results), and anything that would add a checkpoint or dataset. A grid whose cells
+    are all stored is read back as usual.
     """
 
     if recompute:
@@ -126,6 +128,8 @@ def _check_read_only(s: Session, info: checkpoints.CheckpointInfo, dataset_fp: s
     builtin = {datasets.dataset_fingerprint(spec) for spec in datasets.builtin_datasets().values()}
     if dataset_fp not in builtin and repository.get_dataset(s, dataset_fp) is None:
         settings.ensure_writable("evaluating an unregistered dataset")
+    if n_todo:
+        settings.ensure_writable(f"evaluating {n_todo} cells that are not stored yet")
 
 
 def _open_run(
