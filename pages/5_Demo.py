@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import datasets, demo, figures, submodels
 from ui import demo_widgets, errors, resources, state
+from ui import progress as progress_bar
 
 # ---- sidebar inputs
 try:  # A: the full model; B: the second Starbucks pair of its checkpoint, e.g. (2, 64) of 6 x 384
@@ -64,10 +65,10 @@ if mode == "Search":
     if corpus is None or not query.strip():
         st.info("Pick documents and type a query to see both top-10 lists.", icon=":material/search:")
         st.stop()
-    bar = st.empty()
+    bar = progress_bar.Bar("Encoding the corpus once (then cached) ...")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"Encoding the corpus once (then cached): {done}/{total}")
+        bar.update("Encoding the corpus once (then cached)", done, total)
 
     with errors.user_errors(f"searching {corpus.name}"):
         both = demo.side_by_side(model_a, model_b, corpus, query, progress=progress)

@@ -17,6 +17,7 @@ from core.lab import evaluate, queries, registry, runs
 from core.lab.evaluate import GridReport
 from core.lab.queries import CheckpointRecord, DatasetRecord, RunRecord
 from ui import errors, resources
+from ui import progress as progress_bar
 
 READ_ONLY_NOTE = "Read-only demo mode: only stored results are shown; evaluating is off."
 PHASE_LABELS = {"encode": "Encoding texts", "score": "Scoring cells"}
@@ -29,13 +30,12 @@ def evaluate_with_progress(
     dims: Sequence[int] | None = None,
     precisions: Sequence[str] = ("float32",),
 ) -> GridReport:
-    """Evaluate (and store) a grid, drawing an ``st.progress`` bar with counts; dims default to the
-    default grid plus the Starbucks diagonal dims."""
-    bar = st.progress(0.0, text=f"Loading checkpoint {checkpoint} ...")
+    """Evaluate (and store) a grid, drawing a progress bar with counts, elapsed time and time left; dims
+    default to the default grid plus the Starbucks diagonal dims."""
+    bar = progress_bar.Bar(f"Loading checkpoint {checkpoint} ...")
 
     def progress(phase: str, done: int, total: int) -> None:
-        fraction = min(1.0, done / total) if total else 1.0
-        bar.progress(fraction, text=f"{PHASE_LABELS.get(phase, phase)}: {done}/{total}")
+        bar.update(PHASE_LABELS.get(phase, phase), done, total)
 
     try:
         loaded = checkpoints.load(checkpoint)

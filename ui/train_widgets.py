@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
 from core import figures
 from core.lab import jobs
 from ui import nav, resources, state
+from ui.progress import progress_text
+
+
+def job_progress_text(job: jobs.TrainJob, now: datetime | None = None) -> str:
+    """``running: 10/120 · 00:25 elapsed · 2.5 s/step, about 04:35 left`` (from the job's start time)."""
+    if not job.total:
+        return f"{job.status}: step {job.step} of ?"
+    try:
+        started = datetime.fromisoformat(job.started_at)
+    except (TypeError, ValueError):
+        return f"{job.status}: step {job.step} of {job.total}"
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    elapsed = ((now or datetime.now(UTC)) - started).total_seconds()
+    return progress_text(job.status, job.step, job.total, max(0.0, elapsed), unit="step")
 
 
 def job_panel(job_id: str, refreshing: bool) -> None:
@@ -16,8 +33,7 @@ def job_panel(job_id: str, refreshing: bool) -> None:
     st.caption(
         f"{job.method} from {request.get('base', '?')} on {request.get('dataset', '?')} -> {job.output}"
     )
-    total = job.total or "?"
-    st.progress(job.fraction, text=f"{job.status}: step {job.step} of {total}")
+    st.progress(job.fraction, text=job_progress_text(job))
     if job.losses:
         st.plotly_chart(figures.training_loss_figure(job.losses), key="train_loss_chart")
     if job.active:
