@@ -337,6 +337,20 @@ def with_measured_costs(points: pd.DataFrame, measured: pd.DataFrame | None) -> 
     return points.drop(columns=[c for c in wanted if c in points.columns]).merge(right, on=keys, how="left")
 
 
+def unmeasured(points: pd.DataFrame, column: str) -> list[str]:
+    """Checkpoints (``checkpoint`` names) none of whose points has a value in the cost ``column``.
+
+    >>> p = pd.DataFrame({"checkpoint": ["a", "a", "b"], "latency_ms_p50": [1.0, 2.0, float("nan")]})
+    >>> unmeasured(p, "latency_ms_p50"), unmeasured(p.drop(columns="latency_ms_p50"), "latency_ms_p50")
+    (['b'], ['a', 'b'])
+    """
+    names = list(dict.fromkeys(points["checkpoint"]))
+    if column not in points.columns:
+        return names
+    has = points.groupby("checkpoint", sort=False)[column].apply(lambda v: bool(v.notna().any()))
+    return [n for n in names if not has.get(n, False)]
+
+
 def cost_axes(points: pd.DataFrame) -> list[CostAxis]:
     """The cost columns the points offer: built-in ones, then measured ones with any value."""
     axes = [a for a in BUILTIN_COST_AXES if a.column in points.columns]

@@ -50,6 +50,7 @@ with controls:
     layer, dim = explore_widgets.cell_picker(num_layers, width, dims, diagonal[len(diagonal) // 2])
     if (layer, dim) in stored_cells:
         explore_widgets.cell_panel(frame, (layer, dim), full, choice.kind, metric, precision)
+        explore_widgets.latency_panel(ckpt, layer)
     else:
         st.warning(
             f"Sub-model ({layer}, {dim}) at {precision} is not evaluated yet.", icon=":material/warning:"

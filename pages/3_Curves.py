@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import guards, insight_views, pickers, resources, state
+from ui import actions, guards, insight_views, pickers, resources, state
 
 TITLE = "Accuracy vs cost"
 
@@ -49,6 +49,13 @@ log_x = middle.toggle("Log x", key="curves_log_x")
 show_grid = right.toggle("Whole grid", key="curves_show_grid", help="Off: only the diagonal pairs.")
 axis = axes[x]
 shown = points if show_grid else points[points["on_diagonal"].astype(bool)]
+not_measured = views.unmeasured(points, "latency_ms_p50")
+actions.measure_button([r for r in chosen if names[r.fingerprint] in not_measured], names, "curves_measure")
+if axis.measured:  # unmeasured checkpoints are named, never silently dropped
+    lacking = views.unmeasured(shown, axis.column)
+    if lacking:
+        st.caption(f"Not measured ({axis.label}), so not on this plot: {', '.join(lacking)}.")
+    shown = shown[shown[axis.column].notna()]
 if shown.empty:
     st.info(
         "No points to show: turn on 'Whole grid' or evaluate the diagonal cells on Explore.",

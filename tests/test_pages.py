@@ -507,3 +507,40 @@ def test_compare_link_with_an_unknown_checkpoint_says_so_truthfully(lab: Lab) ->
     assert at.multiselect(key="compare_checkpoints").value == [deep]
     assert "Pick at least two checkpoints" in at.info[0].value
     assert "2 of 2 registered checkpoints have results" in at.info[0].value
+
+
+def test_curves_measures_latency_from_the_page(lab: Lab) -> None:
+    at = app(CURVES, dataset=STS_DATASET)
+    no_errors(at)
+    assert "latency_ms_p50" not in at.selectbox(key="curves_x").options
+    note = next(c.value for c in at.caption if c.value.startswith("Latency not measured for:"))
+    assert "tiny-4x64" in note and "tiny-3x48" in note
+    at.button(key="curves_measure").click().run()
+    no_errors(at)
+    assert not [b for b in at.button if b.key == "curves_measure"]  # both are measured now
+    at.selectbox(key="curves_x").set_value("latency_ms_p50").run()
+    no_errors(at)
+    front = shown_table(at, "layer", "dim", "latency_ms_p50")
+    assert front["latency_ms_p50"].notna().all() and (front["latency_ms_p50"] > 0).all()
+    with open_store()() as s:
+        measured = {r.fingerprint for r in repository.list_checkpoints(s)}
+    from core.lab import queries
+
+    costs = queries.measured_costs(open_store(), measured, None)
+    assert set(costs["checkpoint_fp"]) == measured  # both checkpoints, every layer, stored
+    assert not any("Not measured" in c.value for c in at.caption)
+
+
+def test_explore_cost_panel_measures_the_selected_layer(lab: Lab) -> None:
+    at = app(EXPLORE, checkpoint=str(lab.checkpoints["tiny-3x48"]), dataset=STS_DATASET, layer="2", dim="40")
+    assert any(c.value.startswith("Latency not measured for: tiny-3x48") for c in at.caption)
+    at.button(key="explore_measure").click().run()
+    no_errors(at)
+    shown = metric_value(at, "Encoding latency, 2 layers")
+    with open_store()() as s:
+        fp = repository.get_checkpoint(s, str(lab.checkpoints["tiny-3x48"])).fingerprint  # type: ignore[union-attr]
+    from core.lab import queries
+
+    costs = queries.measured_costs(open_store(), [fp], None)
+    stored = float(costs[costs["layer"] == 2]["latency_ms_p50"].iloc[0])
+    assert shown == f"{stored:.1f} ms"

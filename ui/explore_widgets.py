@@ -15,7 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, views
-from ui import pickers, state
+from core.lab.queries import CheckpointRecord
+from ui import actions, pickers, resources, state
 
 CELL = "explore_cell"
 
@@ -86,4 +87,22 @@ def cell_panel(
             "full": st.column_config.NumberColumn(f"full ({full[0]}, {full[1]}) float32", format="%.4f"),
             "share of full": st.column_config.NumberColumn(format="percent"),
         },
+    )
+
+
+def latency_panel(record: CheckpointRecord, layer: int) -> None:
+    """The selected layer's measured encoding latency, or a "Measure latency" button when unmeasured."""
+    costs = resources.measured_costs([record.fingerprint])
+    rows = None if costs is None or "latency_ms_p50" not in costs else costs[costs["layer"] == layer]
+    if rows is None or rows.empty or rows["latency_ms_p50"].isna().all():
+        actions.measure_button(
+            [record], {record.fingerprint: pickers.display_name(record)}, "explore_measure"
+        )
+        return
+    p50, p95 = float(rows["latency_ms_p50"].iloc[0]), float(rows["latency_ms_p95"].iloc[0])
+    st.metric(
+        f"Encoding latency, {layer} layers",
+        f"{p50:.1f} ms",
+        help=f"median of timed batches of 32 texts x 32 tokens after a warm-up (p95 {p95:.1f} ms); "
+        "measured on this machine with `python -m core cost` or the Measure latency button",
     )

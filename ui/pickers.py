@@ -129,6 +129,11 @@ def precision(frame: pd.DataFrame, key: str, where: Any = None) -> str:
     return str(chosen)
 
 
+def display_name(record: CheckpointRecord) -> str:
+    """One checkpoint's short display name (its label or folder name), as ``short_names`` gives it alone."""
+    return short_names([record])[record.fingerprint]
+
+
 def precision_known(value: object) -> bool:
     """True for one of the lab's precisions (float32, float16, int8, binary, ...)."""
     return value in submodels.PRECISIONS
