@@ -41,6 +41,8 @@ TOP_K = 10
 RBO_P = 0.9  # rank-biased overlap persistence: the top 10 ranks carry ~65% of the weight
 MAX_PASTED_DOCS = 2000
 MAX_PASTED_CHARS = 2_000_000
+LATENCY_REPEATS = 15  # timed queries per sub-model: the median and middle half are shown
+LATENCY_WARMUP = 2  # untimed queries first
 MAX_QUERY_CHARS = 2000
 SNIPPET_CHARS = 220
 INDEXES_KEPT = 8
@@ -257,6 +259,9 @@ class SearchResult:
     index_bytes: int
     corpus_size: int
     query_id: str | None
+    latency_low_ms: float = float("nan")  # 25th percentile of the timed runs' encode + search
+    latency_high_ms: float = float("nan")  # 75th percentile
+    timed_runs: int = 1
 
     @property
     def latency_ms(self) -> float:
@@ -277,12 +282,16 @@ def search(
     cache: submodels.EmbeddingCache | None = None,
     query_id: str | None = None,
     progress: submodels.ProgressFn | None = None,
-    repeats: int = 3,
+    repeats: int = LATENCY_REPEATS,
+    warmup: int = LATENCY_WARMUP,
 ) -> SearchResult:
     """Top-``k`` documents of ``corpus`` for ``query`` under ``model``, with measured latency.
 
     ``encode_ms`` times the truncated model encoding the query (prompt, pooling, normalization, cut to
-    ``dim``); ``search_ms`` the faiss search at the model's precision; each the median of ``repeats`` runs. The corpus index is built once
+    ``dim``); ``search_ms`` the faiss search at the model's precision; each the median of ``repeats``
+    timed runs after ``warmup`` untimed ones (a first query pays for lazy initialisation, a single
+    sample is noise); ``latency_low_ms``/``latency_high_ms`` give the middle half (25th..75th
+    percentile) of the timed runs' totals. The corpus index is built once
     per (checkpoint, corpus, layer, dim, precision) and kept. ``query_id`` names the dataset query for
     relevance marks (default: the dataset query with exactly this text, if any). ``progress(done,
     total)`` reports corpus encoding when the corpus is not cached yet (once per checkpoint and corpus).
@@ -307,7 +316,7 @@ def search(
     normalize = submodels.normalizes(loaded.info.similarity)
 
     encode_times, search_times = [], []
-    for _ in range(max(1, repeats)):  # the median of a few runs: steadier numbers for an audience
+    for run in range(max(0, warmup) + max(1, repeats)):  # warm-up runs first, then the timed ones
         start = time.perf_counter()
         pooled = encoder.encode(
             [query], prompt=prompt, convert_to_numpy=True, show_progress_bar=False
@@ -315,8 +324,10 @@ def search(
         query_emb = submodels.truncate(np.asarray(pooled, dtype=np.float32), model.dim, normalize)  # (1, dim)
         encoded = time.perf_counter()
         scores, indices = index.search(query_emb, k)
-        encode_times.append(encoded - start)
-        search_times.append(time.perf_counter() - encoded)
+        if run >= max(0, warmup):
+            encode_times.append(encoded - start)
+            search_times.append(time.perf_counter() - encoded)
+    totals = np.add(encode_times, search_times) * 1000.0  # (repeats,) ms
 
     qid = query_id if query_id is not None else corpus.query_id_for(query)
     grades = corpus.qrels.get(qid, {}) if qid is not None else {}
@@ -338,6 +349,9 @@ def search(
         hits=pd.DataFrame(rows, columns=["rank", "doc_id", "score", "text", "relevance"]),
         encode_ms=float(np.median(encode_times)) * 1000.0,
         search_ms=float(np.median(search_times)) * 1000.0,
+        latency_low_ms=float(np.percentile(totals, 25)),
+        latency_high_ms=float(np.percentile(totals, 75)),
+        timed_runs=len(totals),
         bytes_per_vector=bpv,
         index_bytes=retrieval.index_bytes(len(corpus.ids), model.dim, model.precision),
         corpus_size=len(corpus.ids),

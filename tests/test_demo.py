@@ -132,6 +132,8 @@ def test_search_equals_brute_force_with_a_truncated_model(
     assert result.hits["score"].is_monotonic_decreasing
     assert result.bytes_per_vector == 4 * dim and result.index_bytes == 5 * 4 * dim
     assert result.encode_ms > 0 and result.search_ms > 0 and result.latency_ms > result.encode_ms
+    assert result.timed_runs == demo.LATENCY_REPEATS  # the warm-up runs are not timed
+    assert 0 < result.latency_low_ms <= result.latency_high_ms  # the middle half of the timed runs
     assert result.query_id is None and result.hits["relevance"].isna().all()
 
 

@@ -100,8 +100,10 @@ def search_results(both: demo.SideBySide) -> None:
         cost[0].metric(
             "Query latency",
             f"{result.latency_ms:.1f} ms",
-            help=f"encode {result.encode_ms:.1f} ms + search {result.search_ms:.2f} ms",
+            help=f"median of {result.timed_runs} timed queries after {demo.LATENCY_WARMUP} warm-up runs: encode "
+            f"{result.encode_ms:.1f} ms + search {result.search_ms:.2f} ms",
         )
+        cost[0].caption(f"middle half {result.latency_low_ms:.1f}–{result.latency_high_ms:.1f} ms")
         cost[1].metric("Bytes per vector", f"{result.bytes_per_vector:,}")
         cost[2].metric(
             "Index", f"{result.index_bytes / 1e6:.2f} MB", help=f"{result.corpus_size:,} documents"
@@ -113,6 +115,7 @@ def search_results(both: demo.SideBySide) -> None:
             column_config={"score": st.column_config.NumberColumn(format="%.4f")},
         )
     st.caption(
-        "✓ grade: judged relevant in the dataset's qrels; ✗: not judged relevant. Latency is measured "
-        "live: the query is encoded by a copy truncated to the sub-model's layers."
+        "✓ grade: judged relevant in the dataset's qrels; ✗: not judged relevant. Latency is measured live: "
+        f"the query is encoded by a copy truncated to the sub-model's layers, {demo.LATENCY_REPEATS} times after "
+        f"{demo.LATENCY_WARMUP} warm-up runs; shown: the median and the middle half (25th-75th percentile)."
     )
