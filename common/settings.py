@@ -22,11 +22,36 @@ from common.errors import LabError
 APP_NAME = "matryoshka-lab"
 
 
+class SettingsError(LabError):
+    """An MLAB_* environment variable names something the lab cannot use; the message names it."""
+
+
+def _folder(variable: str, path: Path) -> Path:
+    """Create (if needed) the folder an environment variable names, or say why it cannot be one."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SettingsError(
+            f"{variable}={str(path)!r} is a file, not a folder: point it at a folder"
+        ) from None
+    except NotADirectoryError:
+        raise SettingsError(
+            f"{variable}={str(path)!r}: part of that path is a file, so it cannot be a folder"
+        ) from None
+    except OSError as exc:
+        raise SettingsError(
+            f"{variable}={str(path)!r} cannot be used as a folder ({exc.strerror or exc})"
+        ) from None
+    if not path.is_dir():
+        raise SettingsError(f"{variable}={str(path)!r} is not a folder")
+    return path
+
+
 def lab_home() -> Path:
     """The lab's own folder (created on first use)."""
-    home = Path(os.environ.get("MLAB_HOME") or platformdirs.user_data_dir(APP_NAME))
-    home.mkdir(parents=True, exist_ok=True)
-    return home
+    if os.environ.get("MLAB_HOME"):
+        return _folder("MLAB_HOME", Path(os.environ["MLAB_HOME"]).expanduser())
+    return _folder("the lab's data folder", Path(platformdirs.user_data_dir(APP_NAME)))
 
 
 def database_url() -> str:
@@ -39,9 +64,9 @@ def database_url() -> str:
 
 def cache_dir() -> Path:
     """Folder of the on-disk embedding cache (created on first use)."""
-    path = Path(os.environ.get("MLAB_CACHE_DIR") or lab_home() / "embedding-cache")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    if os.environ.get("MLAB_CACHE_DIR"):
+        return _folder("MLAB_CACHE_DIR", Path(os.environ["MLAB_CACHE_DIR"]).expanduser())
+    return _folder("MLAB_HOME (its embedding-cache)", lab_home() / "embedding-cache")
 
 
 def read_only() -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -49,6 +50,18 @@ class StorageError(LabError):
     """The database cannot be used: invalid or unreachable URL, unknown schema revision, bad record."""
 
 
+class InvalidURLError(StorageError):
+    """The database URL cannot be parsed or used (bad port, unknown driver, a folder that is a file)."""
+
+
+class DatabaseLockedError(StorageError):
+    """Another program held the SQLite write lock for longer than the busy timeout."""
+
+
+class DamagedDatabaseError(StorageError):
+    """The database file fails SQLite's ``PRAGMA quick_check`` (or is not a database at all)."""
+
+
 class UnknownRevisionError(StorageError):
     """The database schema is at a revision this code does not know (written by a newer lab)."""
 
@@ -57,6 +70,8 @@ _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _factories: dict[int, sessionmaker[Session]] = {}
 _migrated: set[str] = set()
+_read_only_urls: dict[str, Engine] = {}
+_read_only_engines: set[Engine] = set()
 MIGRATION_LOCK_KEY = 0x6D6C6162  # PostgreSQL advisory lock held while migrating ("mlab")
 
 
@@ -69,12 +84,26 @@ def _forget_engines_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_engines_in_child)
 
 
+_CREDENTIALS = re.compile(r"(?P<head>(?:[A-Za-z][\w+.-]*://)?[^\s:/?#@'\"]*):(?P<secret>[^@\s]+)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ``***`` (parseable or not).
+
+    >>> redact("cannot use postgresql://bob:s3cret@db:5x/lab")
+    'cannot use postgresql://bob:***@db:5x/lab'
+    >>> redact("no scheme: bob:s3cret@db/lab")
+    'no scheme: bob:***@db/lab'
+    """
+    return _CREDENTIALS.sub(r"\g<head>:***@", " ".join(text.split()))
+
+
 def safe_url(url: str | URL) -> str:
     """The URL as text with any password hidden (for messages and logs)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable database URL>"
+    except (ArgumentError, ValueError):
+        return redact(str(url))
 
 
 def json_dumps(value: Any) -> str:
@@ -100,7 +129,7 @@ def _set_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, path: str | None, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy (not the sqlite3 module) decide when transactions begin (see "begin" below).
@@ -108,7 +137,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            _set_wal(cursor)
+            if not read_only:
+                _set_wal(cursor)
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
@@ -116,38 +146,127 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> Exception | None:
+        return _user_facing_sqlite_error(context.original_exception, path)
 
 
-def get_engine(url: str) -> Engine:
-    """The engine for ``url``, created once per URL.
+def _user_facing_sqlite_error(exc: BaseException, path: str | None) -> Exception | None:
+    """A ``StorageError`` for what SQLite says about the file itself (locked, read-only, damaged)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    text = str(exc)
+    where = path or "the SQLite database"
+    if "database is locked" in text or "database table is locked" in text:
+        holders = lock_holders(path) if path else []
+        who = f" (held by {', '.join(holders)})" if holders else ""
+        return DatabaseLockedError(
+            f"{where} stayed locked by another program for more than {SQLITE_BUSY_TIMEOUT_MS // 1000} s"
+            f"{who}; nothing was lost: everything committed before is stored and this change was not "
+            "half-written - run the command again once that program is done"
+        )
+    if "readonly" in text or "read-only" in text:
+        return StorageError(f"{where} is read-only: reading works, but this needs to write to it")
+    if "malformed" in text or "not a database" in text or "disk image" in text:
+        return DamagedDatabaseError(
+            f"{where} is damaged ({text}); nothing was changed. Restore it from a backup, or move it "
+            "away and the lab starts a new one"
+        )
+    return None
+
+
+def lock_holders(path: str) -> list[str]:
+    """Processes (``name (pid N)``) other than this one that have the SQLite file or its WAL open."""
+    import psutil
+
+    wanted = {str(Path(path).resolve()) + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+    found: list[str] = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        if proc.info["pid"] == os.getpid():
+            continue
+        try:
+            if any(f.path in wanted for f in proc.open_files()):
+                found.append(f"{proc.info['name']} (pid {proc.info['pid']})")
+        except (psutil.Error, OSError):
+            continue
+    return found[:5]
+
+
+def _parse(url: str) -> URL:
+    """``make_url`` with every parsing failure (bad port, garbage) as an ``InvalidURLError``."""
+    try:
+        parsed = make_url(url)
+        port = parsed.port  # a non-numeric port raises here or in make_url
+    except (ArgumentError, ValueError, TypeError) as exc:
+        raise InvalidURLError(f"invalid database URL {safe_url(url)}: {redact(str(exc))}") from None
+    if port is not None and not 0 < port < 65536:
+        raise InvalidURLError(f"invalid database URL {safe_url(url)}: port {port} is outside 1..65535")
+    return parsed
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for other databases and in-memory ones)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    if parsed.database.startswith("file:"):
+        return None
+    return str(Path(parsed.database).expanduser())
+
+
+def get_engine(url: str, read_only: bool = False, immutable: bool = False) -> Engine:
+    """The engine for ``url``, created once per URL (``read_only``: a SQLite file opened ``mode=ro``;
+    ``immutable``: also without the WAL's shared-memory file, for a folder this process cannot write).
 
     Raises:
-        StorageError: the URL cannot be parsed or names a driver that is not installed.
+        InvalidURLError: the URL cannot be parsed, names a driver that is not installed, or a SQLite file
+            whose folder cannot be made.
     """
+    read_only = read_only or immutable
+    cache_key = ("immutable:" if immutable else "ro:" if read_only else "") + url
     with _lock:
-        engine = _engines.get(url)
+        engine = _engines.get(cache_key)
         if engine is not None:
             return engine
-        try:
-            parsed = make_url(url)
-        except ArgumentError as exc:
-            raise StorageError(f"invalid database URL {url!r}: {exc}") from None
+        parsed = _parse(url)
+        path = sqlite_path(url)
         kwargs: dict[str, Any] = {"json_serializer": json_dumps, "pool_pre_ping": True}
         if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if path is not None:
+                folder = Path(path).parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise InvalidURLError(
+                        f"database URL {safe_url(parsed)}: cannot use {str(folder)!r} as its folder "
+                        f"({exc.strerror or exc})"
+                    ) from None
+                if Path(path).is_dir():
+                    raise InvalidURLError(
+                        f"database URL {safe_url(parsed)}: {path!r} is a folder, not a file"
+                    )
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            if read_only and path is not None:
+                extra = "&immutable=1" if immutable else ""
+                parsed = make_url(f"sqlite:///file:{Path(path).resolve()}?mode=ro{extra}&uri=true")
         elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
             kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
         try:
             engine = create_engine(parsed, **kwargs)
-        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise StorageError(f"cannot use database URL {safe_url(parsed)}: {exc}") from None
+        except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+            raise InvalidURLError(f"cannot use database URL {safe_url(parsed)}: {redact(str(exc))}") from None
         if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine)
-        _engines[url] = engine
+            _configure_sqlite(engine, path, read_only)
+        _engines[cache_key] = engine
         return engine
+
+
+def is_read_only(factory: sessionmaker[Session]) -> bool:
+    """True when ``factory`` reads a SQLite file opened read-only (writes would be refused)."""
+    bind = factory.kw.get("bind")
+    return bool(bind is not None and bind in _read_only_engines)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -168,6 +287,8 @@ def dispose_engines() -> None:
         _engines.clear()
         _factories.clear()
         _migrated.clear()
+        _read_only_urls.clear()
+        _read_only_engines.clear()
 
 
 def alembic_config(url: str | None = None) -> Any:
@@ -249,7 +370,7 @@ def current_revision(url: str) -> str | None:
         with get_engine(url).connect() as conn:
             heads = _current_heads(conn)
     except DBAPIError as exc:
-        raise StorageError(f"cannot reach the database {safe_url(url)}: {exc.orig}") from None
+        raise StorageError(f"cannot reach the database {safe_url(url)}: {redact(str(exc.orig))}") from None
     return heads[0] if heads else None
 
 
@@ -276,7 +397,9 @@ def migrate(url: str, revision: str = "head") -> None:
             else:
                 command.upgrade(cfg, target)
     except DBAPIError as exc:
-        raise StorageError(f"cannot reach or migrate the database {safe_url(url)}: {exc.orig}") from None
+        raise StorageError(
+            f"cannot reach or migrate the database {safe_url(url)}: {redact(str(exc.orig))}"
+        ) from None
 
 
 def _is_ancestor(script: Any, maybe_ancestor: str, rev: str) -> bool:
@@ -284,20 +407,93 @@ def _is_ancestor(script: Any, maybe_ancestor: str, rev: str) -> bool:
     return any(r.revision == maybe_ancestor for r in script.iterate_revisions(rev, "base"))
 
 
+def _writable_file(path: str) -> bool:
+    """False when a SQLite file (or its folder, where the WAL lives) cannot be written by this process."""
+    file = Path(path)
+    if not file.exists():
+        return True
+    return os.access(file, os.W_OK) and os.access(file.parent, os.W_OK)
+
+
+def quick_check(engine: Engine, path: str) -> None:
+    """SQLite's ``PRAGMA quick_check`` (page structure, cheap at this size); raise when it fails."""
+    try:
+        with engine.connect() as conn:
+            rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+    except DamagedDatabaseError:
+        raise
+    except DBAPIError as exc:
+        damaged = _user_facing_sqlite_error(exc.orig, path) if exc.orig is not None else None
+        if damaged is not None:
+            raise damaged from None
+        raise StorageError(f"cannot read the database {path}: {redact(str(exc.orig))}") from None
+    if rows != ["ok"]:
+        raise DamagedDatabaseError(
+            f"{path} is damaged (PRAGMA quick_check: {'; '.join(rows[:3])}); nothing was changed. Restore it "
+            "from a backup, or move it away and the lab starts a new one"
+        )
+
+
+def _open_read_only(url: str, path: str) -> Engine:
+    """A read-only engine on an existing SQLite file at the current schema revision.
+
+    A WAL database in a folder this process cannot write has no shared-memory file to read through;
+    it is then opened ``immutable`` (SQLite reads the file as it is, taking no locks).
+    """
+    engine = get_engine(url, read_only=True)
+    try:
+        quick_check(engine, path)
+    except StorageError as exc:
+        if "read-only" not in str(exc):
+            raise
+        engine = get_engine(url, immutable=True)
+        quick_check(engine, path)
+    try:
+        with engine.connect() as conn:
+            heads = _current_heads(conn)
+    except DBAPIError as exc:
+        raise StorageError(f"cannot read the database {path}: {redact(str(exc.orig))}") from None
+    _check_known(heads, url)
+    if (heads[0] if heads else None) != head_revision():
+        raise StorageError(
+            f"{path} is read-only and at schema revision {heads[0] if heads else 'none'!r}; this lab needs "
+            f"{head_revision()!r}: make the file writable once so the lab can upgrade it"
+        )
+    _read_only_engines.add(engine)
+    return engine
+
+
 def init_db(url: str) -> sessionmaker[Session]:
     """Migrate the database at ``url`` to head; return its session factory.
 
-    Migration runs once per URL per process; later calls only return the factory.
+    Migration runs once per URL per process; later calls only return the factory. A SQLite file is
+    checked first (``PRAGMA quick_check``); one this process cannot write is opened read-only (no
+    migration: it must already be at head), so listing results works on a read-only copy.
 
     Raises:
         UnknownRevisionError: the database was written by a newer lab (refuses to start).
+        DamagedDatabaseError: a SQLite file fails its quick check.
         StorageError: invalid or unreachable URL.
     """
+    path = sqlite_path(url)
     engine = get_engine(url)
+    if url in _read_only_urls:
+        return session_factory(_read_only_urls[url])
     if url not in _migrated:
+        if path is not None and not _writable_file(path):
+            _read_only_urls[url] = _open_read_only(url, path)
+            return session_factory(_read_only_urls[url])
+        if path is not None and Path(path).exists():
+            quick_check(engine, path)
         try:
             migrate(url, "head")
+        except StorageError as exc:
+            if path is None or ("read-only" not in str(exc) and "readonly" not in str(exc)):
+                raise
+            # SQLite itself found it cannot write (e.g. the WAL files of another user).
+            _read_only_urls[url] = _open_read_only(url, path)
+            return session_factory(_read_only_urls[url])
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot prepare the database {safe_url(url)}: {exc}") from None
+            raise StorageError(f"cannot prepare the database {safe_url(url)}: {redact(str(exc))}") from None
         _migrated.add(url)
     return session_factory(engine)

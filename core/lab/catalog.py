@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.errors import LabError
 from common.jsonsafe import nan_to_none
 from core import checkpoints, datasets
-from storage import repository
+from storage import db, repository
 
 RESULT_KEYS = ("checkpoint", "dataset", "layer", "dim", "precision", "metric", "value")
 
@@ -65,7 +65,13 @@ def _fingerprint(s: Session, kind: str, name: str | None) -> str | None:
 def stored_results(
     session_factory: sessionmaker[Session], checkpoint: str | None = None, dataset: str | None = None
 ) -> list[dict[str, Any]]:
-    """Stored results, optionally filtered by checkpoint and dataset name or fingerprint."""
+    """Stored results, optionally filtered by checkpoint and dataset name or fingerprint.
+
+    Runs whose process is gone are marked interrupted first (not on a database opened read-only).
+    """
+    if not db.is_read_only(session_factory):
+        with session_factory() as s, s.begin():
+            repository.mark_interrupted_runs(s)
     with session_factory() as s:
         checkpoint_fp = _fingerprint(s, "checkpoint", checkpoint)
         dataset_fp = _fingerprint(s, "dataset", dataset)

@@ -7,6 +7,8 @@ or writes a database of its own choosing.
 
 from __future__ import annotations
 
+import os
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from common import settings
@@ -19,4 +21,9 @@ def open_store(url: str | None = None) -> sessionmaker[Session]:
     Raises:
         StorageError: invalid or unreachable URL, or a database written by a newer lab.
     """
+    if url is None and os.environ.get("MLAB_DATABASE_URL"):
+        try:
+            return db.init_db(settings.database_url())
+        except db.StorageError as exc:  # name where the URL came from
+            raise type(exc)(f"MLAB_DATABASE_URL: {exc}") from None
     return db.init_db(url or settings.database_url())
