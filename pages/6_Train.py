@@ -6,9 +6,10 @@ import streamlit as st
 
 from common import settings
 from common.errors import LabError
-from core import submodels
+from core import datasets, submodels
 from core.lab import jobs
 from core.training import METHODS, LossConfig, TrainConfig, parse_pairs
+from core.training.loop import resolve_pairs
 from ui import errors, pickers, resources, state, train_widgets
 
 METHOD_HELP = {
@@ -81,10 +82,13 @@ if st.button("Start training", type="primary", key="train_start", icon=":materia
     with errors.user_errors("cannot start training"):
         if not dataset:
             raise LabError("give the path of the training data")
+        pairs = resolve_pairs(parse_pairs(pairs_text), *shape)  # refused here, before any job starts
+        if data_choice == OTHER:
+            datasets.resolve_dataset(dataset)  # a missing file or folder is named now, not by a failed job
         config = TrainConfig(
             output_dir=output.strip() or str(jobs.default_output_dir(method)),
             base=(record.path if record.kind == "local" else record.name) if record else "default",
-            method=method, dataset=dataset, pairs=parse_pairs(pairs_text), epochs=int(epochs),
+            method=method, dataset=dataset, pairs=pairs, epochs=int(epochs),
             max_steps=int(max_steps) or None, batch_size=int(batch), learning_rate=float(lr),
             warmup_ratio=float(warmup), seed=int(seed),
             loss=LossConfig(kl_weight=float(kl_weight), kl_mode=kl_mode, kl_temperature=float(kl_temperature),
@@ -107,7 +111,9 @@ if st.session_state.get("train_job_select") not in by_id:
     )
 # No status in the option labels: Streamlit keeps a keyed selectbox's first labels in the browser, so
 # a changing status would show stale there; the panel below shows the live status.
-chosen = st.selectbox("Job", list(by_id), key="train_job_select")
+chosen = st.selectbox(
+    "Job", list(by_id), key="train_job_select", format_func=lambda i: train_widgets.job_label(by_id[i])
+)
 st.session_state["train_job"] = chosen
 
 

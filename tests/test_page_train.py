@@ -19,6 +19,7 @@ from core.training import TrainConfig
 from storage import db, repository
 from tests.pagedata import write_sts
 from tests.tinymodel import build_tiny_checkpoint
+from ui import train_widgets
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "6_Train.py")
@@ -95,7 +96,10 @@ def test_a_started_job_runs_in_the_background_to_a_registered_checkpoint(
     at = _page()  # as after a reload: the job is found again from its files
     _no_errors(at)
     assert at.selectbox(key="train_job_select").value == job_id
-    assert "completed: step 3 of 3" in at.get("progress")[0].proto.text
+    assert (
+        "completed: 3/3 · " in at.get("progress")[0].proto.text
+        and " s/step" in at.get("progress")[0].proto.text
+    )
     assert any(str(tmp_path / "trained") in s.value for s in at.success)
     with open_store()() as s:
         record = repository.get_checkpoint(s, str(tmp_path / "trained"))
@@ -125,6 +129,47 @@ def test_cancel_button_stops_a_running_job(lab: tuple[str, Path], tmp_path: Path
     job = _wait(job_id, "final")
     assert job.status == "cancelled" and 1 <= job.step < 100_000
     assert not (tmp_path / "never").exists()
+    at = _page()
+    _no_errors(at)  # a cancelled job is not an error
+    assert any(i.value.startswith("Cancelled") for i in at.info)
+
+
+def test_bad_settings_are_refused_on_the_page_before_a_job_starts(
+    lab: tuple[str, Path], tmp_path: Path
+) -> None:
+    base, data = lab
+    at = _page()
+    at.selectbox(key="train_base").set_value(base)
+    at.selectbox(key="train_dataset").set_value("(a file or folder path)").run()
+    at.text_input(key="train_path").set_value(str(data))
+    for pairs, message in (("7:32", "layer must be in 1..3"), ("1:999", "1..48"), ("1:16,1:16", "twice")):
+        at.text_input(key="train_pairs").set_value(pairs)
+        at.button(key="train_start").click().run()
+        assert not at.exception and message in at.error[0].value, (pairs, [e.value for e in at.error])
+    at.text_input(key="train_pairs").set_value("")
+    at.text_input(key="train_path").set_value(str(tmp_path / "missing.tsv"))
+    at.button(key="train_start").click().run()
+    assert "missing.tsv" in at.error[0].value
+    assert jobs.list_jobs() == []  # nothing was started
+
+
+def test_one_job_trains_at_a_time_the_next_is_queued(lab: tuple[str, Path], tmp_path: Path) -> None:
+    base, data = lab
+    first = _fill(_page(), base, data, max_steps=100_000, output=tmp_path / "first")
+    first_id = first.session_state["train_job"]
+    _wait(first_id, "stepping")
+    second = _fill(_page(), base, data, max_steps=3, output=tmp_path / "second")
+    _no_errors(second)
+    second_id = second.session_state["train_job"]
+    time.sleep(3)  # the second process is up, waiting for the training lock
+    queued = jobs.read_job(jobs.jobs_dir() / second_id)
+    assert queued.status == "queued" and queued.step == 0, queued.error
+    assert any(i.value.startswith("Queued") for i in second.info)
+    assert train_widgets.job_label(queued).startswith("tiny · starbucks · 20")  # named by base and method
+    jobs.cancel_job(queued)
+    assert jobs.read_job(jobs.jobs_dir() / second_id).status == "cancelled"
+    jobs.cancel_job(first_id)
+    assert _wait(first_id, "final").status == "cancelled"
 
 
 def test_training_loss_figure_has_raw_and_smoothed_lines() -> None:

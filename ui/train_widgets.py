@@ -26,6 +26,13 @@ def job_progress_text(job: jobs.TrainJob, now: datetime | None = None) -> str:
     return progress_text(job.status, job.step, job.total, max(0.0, elapsed), unit="step")
 
 
+def job_label(job: jobs.TrainJob) -> str:
+    """A job as the picker names it: base checkpoint, method, start time (no status: it would go stale)."""
+    base = str(job.request.get("base", "?")).rstrip("/").rsplit("/", 1)[-1]
+    when = job.id[:13].replace("-", " ", 1)  # 20261203-101500 -> 20261203 101500
+    return f"{base} · {job.method} · {when[:4]}-{when[4:6]}-{when[6:8]} {when[9:11]}:{when[11:13]}"
+
+
 def job_panel(job_id: str, refreshing: bool) -> None:
     """Progress, live loss chart and the Cancel button of one job (re-run every 2 s while it runs)."""
     job = jobs.read_job(jobs.jobs_dir() / job_id)
@@ -36,10 +43,17 @@ def job_panel(job_id: str, refreshing: bool) -> None:
     st.progress(job.fraction, text=job_progress_text(job))
     if job.losses:
         st.plotly_chart(figures.training_loss_figure(job.losses), key="train_loss_chart")
+    if job.status == "queued":
+        st.info(
+            "Queued: another training job is running; this one starts when it ends.",
+            icon=":material/schedule:",
+        )
     if job.active:
         if st.button("Cancel", key="train_cancel", icon=":material/stop:"):
             jobs.cancel_job(job)
             st.toast("Cancel requested: the job stops at its next step.")
+    elif job.status == "cancelled":
+        st.info(f"Cancelled ({job.error or 'by request'}); nothing was saved.", icon=":material/cancel:")
     elif job.status == "completed":
         st.success(f"Saved and registered: {job.output}", icon=":material/check_circle:")
         state.publish("checkpoint", job.output if job.method != "separate" else None)

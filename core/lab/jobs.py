@@ -11,8 +11,10 @@ Out of scope: the training itself (core/training/loop.py) and drawing (the Train
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from core.training import loop
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOBS_DIR = "training-jobs"
 FINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
+QUEUE_LOCK = "train.lock"  # held by the one training process that runs (core.lab.train_queue)
 _children: dict[int, subprocess.Popen[bytes]] = {}  # jobs started by this process (reaped on poll)
 
 
@@ -75,8 +78,11 @@ def default_output_dir(method: str, now: datetime | None = None) -> Path:
 def command(
     config_file: Path, progress_file: Path, cancel_file: Path, threads: int | None = None
 ) -> list[str]:
-    """The ``python -m core train --config FILE`` command line of a job (the config file holds every field)."""
-    cmd = [sys.executable, "-m", "core", "train", "--config", str(config_file), "--progress-file",
+    """The ``python -m core train --config FILE`` command line of a job (the config file holds every field),
+    behind the lab's training queue (``core.lab.train_queue``: one job trains at a time)."""
+    lock = str(jobs_dir() / QUEUE_LOCK)
+    cmd = [sys.executable, "-m", "core.lab.train_queue", lock, "--",
+           sys.executable, "-m", "core", "train", "--config", str(config_file), "--progress-file",
            str(progress_file), "--cancel-file", str(cancel_file), "--quiet"]  # fmt: skip
     if threads is not None:
         cmd += ["--threads", str(threads)]
@@ -102,6 +108,7 @@ def start_job(config: loop.TrainConfig, threads: int | None = None) -> TrainJob:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise loop.TrainingError(f"output folder {str(output)!r} already exists and is not empty")
     now = datetime.now(UTC)
+    waiting = [j for j in list_jobs() if j.active]  # another job trains (or waits): this one queues
     job_id = f"{now:%Y%m%d-%H%M%S-%f}-{config.method}"
     folder = jobs_dir() / job_id
     folder.mkdir()
@@ -110,7 +117,7 @@ def start_job(config: loop.TrainConfig, threads: int | None = None) -> TrainJob:
     _write_json(  # before the process starts, so the process only ever overwrites it
         progress_file,
         {
-            "status": "starting",
+            "status": "queued" if waiting else "starting",
             "step": 0,
             "total": 0,
             "losses": [],
@@ -158,7 +165,11 @@ def read_job(folder: str | Path) -> TrainJob:
     status = str(state.get("status", "starting"))
     error = state.get("error")
     pid = state.get("pid") or request.get("pid")
-    if status not in FINAL_STATUSES and not (status == "starting" and pid is None) and not _alive(pid):
+    if (
+        status not in FINAL_STATUSES
+        and not (status in ("starting", "queued") and pid is None)
+        and not _alive(pid)
+    ):
         # Re-read: the process may have written its final status just before exiting.
         try:
             state = json.loads((folder / "progress.json").read_text(encoding="utf-8"))
@@ -211,3 +222,14 @@ def cancel_job(job: TrainJob | str | Path) -> None:
     if not folder.is_absolute():
         folder = jobs_dir() / folder
     (folder / "cancel").touch()
+    current = read_job(folder)
+    if current.status == "queued" and current.pid is not None:  # still waiting for the lock: end it now
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(current.pid, signal.SIGTERM)
+        child = _children.get(current.pid)
+        if child is not None:
+            child.wait(timeout=10)
+        state = json.loads((folder / "progress.json").read_text(encoding="utf-8"))
+        _write_json(
+            folder / "progress.json", {**state, "status": "cancelled", "error": "cancelled while queued"}
+        )
