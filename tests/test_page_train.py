@@ -176,3 +176,9 @@ def test_training_loss_figure_has_raw_and_smoothed_lines() -> None:
     fig = training_loss_figure([4.0, 2.0, 3.0, 1.0], window=2)
     assert list(fig.data[0].y) == [4.0, 2.0, 3.0, 1.0]
     assert list(fig.data[1].y) == [4.0, 3.0, 2.5, 2.0]
+
+
+def test_a_trained_checkpoint_is_evaluated_on_the_test_split_of_its_training_data() -> None:
+    assert jobs.evaluation_dataset("stsb-train").name == "stsb-test"  # type: ignore[union-attr]
+    assert jobs.evaluation_dataset("stsb-dev").name == "stsb-dev"  # type: ignore[union-attr]
+    assert jobs.evaluation_dataset("/data/my-pairs.tsv") is None  # no split known: Explore evaluates it

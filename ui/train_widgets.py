@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import figures
 from core.lab import jobs
-from ui import nav, resources, state
+from ui import actions, errors, nav, resources, state
 from ui.progress import progress_text
 
 
@@ -31,6 +31,27 @@ def job_label(job: jobs.TrainJob) -> str:
     base = str(job.request.get("base", "?")).rstrip("/").rsplit("/", 1)[-1]
     when = job.id[:13].replace("-", " ", 1)  # 20261203-101500 -> 20261203 101500
     return f"{base} · {job.method} · {when[:4]}-{when[4:6]}-{when[6:8]} {when[9:11]}:{when[11:13]}"
+
+
+def evaluate_trained(job: jobs.TrainJob) -> None:
+    """Once per finished job: evaluate the new checkpoint's grid (and its base's, if missing) on the
+    evaluation split of its training data, so Compare shows it against its base at once."""
+    spec = jobs.evaluation_dataset(str(job.request.get("dataset", "")))
+    marker = jobs.evaluated_marker(job)
+    if spec is None:
+        st.caption("No built-in evaluation split for this training data: evaluate it on Explore.")
+        return
+    if not marker.exists():
+        with errors.user_errors(f"evaluating the new checkpoint on {spec.name}"):
+            report = actions.evaluate_with_progress(job.output, spec)
+            base = str(job.request.get("base", "default"))
+            actions.evaluate_with_progress(base, spec)  # stored cells are reused: only what is missing
+            jobs.mark_evaluated(job, {"dataset": spec.name, "cells": report.computed + report.reused})
+    if marker.exists():
+        state.publish("dataset", spec.name)
+        state.publish("checkpoints", [str(job.request.get("base", "default")), job.output])
+        st.caption(f"Evaluated on {spec.name} with its base checkpoint.")
+        nav.link(nav.COMPARE, f"Compare it with its base on {spec.name}", icon=":material/compare:")
 
 
 def job_panel(job_id: str, refreshing: bool) -> None:
@@ -56,7 +77,9 @@ def job_panel(job_id: str, refreshing: bool) -> None:
         st.info(f"Cancelled ({job.error or 'by request'}); nothing was saved.", icon=":material/cancel:")
     elif job.status == "completed":
         st.success(f"Saved and registered: {job.output}", icon=":material/check_circle:")
-        state.publish("checkpoint", job.output if job.method != "separate" else None)
+        if job.method != "separate":
+            state.publish("checkpoint", job.output)
+            evaluate_trained(job)
         nav.link(nav.EXPLORE, "Explore the new checkpoint", icon=":material/grid_on:")
     else:
         st.error(f"{job.status}: {job.error or 'no details'}", icon=":material/error:")

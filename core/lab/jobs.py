@@ -24,6 +24,7 @@ from typing import Any
 
 from common import settings
 from common.processes import pid_alive
+from core import datasets
 from core.training import loop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -213,6 +214,27 @@ def list_jobs() -> list[TrainJob]:
     """Every job, newest first."""
     folders = sorted((p for p in jobs_dir().iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True)
     return [read_job(p) for p in folders]
+
+
+def evaluation_dataset(training_dataset: str) -> datasets.DatasetSpec | None:
+    """Where a trained checkpoint is scored: the built-in test split of its training set (``stsb-train`` ->
+    ``stsb-test``), else the training set itself when it is a built-in evaluation split; None otherwise."""
+    builtins = datasets.builtin_datasets()
+    name = str(training_dataset)
+    if name.endswith("-train") and f"{name[: -len('-train')]}-test" in builtins:
+        return builtins[f"{name[: -len('-train')]}-test"]
+    spec = builtins.get(name)
+    return spec if spec is not None and spec.split != "train" else None
+
+
+def evaluated_marker(job: TrainJob) -> Path:
+    """The file that records (as JSON) that a finished job's checkpoint was evaluated, so it happens once."""
+    return job.folder / "evaluated.json"
+
+
+def mark_evaluated(job: TrainJob, summary: dict[str, Any]) -> None:
+    """Record that the job's checkpoint was evaluated (``summary``: dataset, cells)."""
+    _write_json(evaluated_marker(job), summary)
 
 
 def cancel_job(job: TrainJob | str | Path) -> None:
