@@ -256,6 +256,7 @@ def cost_curve(
     metric: str = "",
     front: pd.Series | None = None,
     log_x: bool = False,
+    title: str = "",
 ) -> go.Figure:
     """Accuracy vs cost: per checkpoint its grid as points and its diagonal as a line; Pareto front.
 
@@ -327,8 +328,35 @@ def cost_curve(
         hovermode="closest",
     )
     if log_x:
-        fig.update_xaxes(type="log")
+        values = pd.to_numeric(points[x], errors="coerce")
+        ticks = log_ticks(float(values[values > 0].min()), float(values.max())) if (values > 0).any() else []
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:,g}" for t in ticks])
+    if title:
+        fig.update_layout(title={"text": title}, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Readable ticks for a log axis from ``low`` to ``high``: 1-2-5 steps per decade (all of them when
+    the range is narrower than a decade), never plotly's bare "2 3 4 5 ... 1000 2 3" minor labels.
+
+    >>> log_ticks(24, 1536)
+    [20, 50, 100, 200, 500, 1000, 2000]
+    >>> log_ticks(3.2, 14.5)
+    [3, 4, 5, 6, 7, 8, 9, 10, 20]
+    """
+    if not (low > 0 and high > 0):
+        return []
+    steps = (1, 2, 5) if high / low >= 10 else (1, 2, 3, 4, 5, 6, 7, 8, 9)
+    ticks: list[float] = []
+    for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
+        for step in steps:
+            tick = step * 10.0**exponent
+            ticks.append(int(tick) if tick >= 1 else tick)
+    inside = [t for t in ticks if low <= t <= high]
+    below = [t for t in ticks if t < low][-1:]
+    above = [t for t in ticks if t > high][:1]
+    return below + inside + above
 
 
 def color_range(pivots: Sequence[pd.DataFrame]) -> tuple[float, float]:
@@ -343,6 +371,7 @@ def color_range(pivots: Sequence[pd.DataFrame]) -> tuple[float, float]:
     return (low, high)
 
 
+REFERENCE_COLORS: tuple[str, ...] = tuple(qualitative.Dark2)  # the paper's methods, apart from PALETTE
 REFERENCE_SYMBOLS: tuple[str, ...] = (
     "diamond-open",
     "square-open",
@@ -353,7 +382,8 @@ REFERENCE_SYMBOLS: tuple[str, ...] = (
 
 
 def add_reference_overlay(fig: go.Figure, points: pd.DataFrame, *, label: str = "paper") -> go.Figure:
-    """Add published reference points (``core.reference.overlay_points``) as grey dashed lines, one per method.
+    """Add published reference points (``core.reference.overlay_points``) as dashed lines, one colour and
+    marker per method (distinct from the checkpoints' solid lines).
 
     ``points`` has columns method, size, layers, dim, x, value; the figure is changed in place and returned.
     """
@@ -366,11 +396,11 @@ def add_reference_overlay(fig: go.Figure, points: pd.DataFrame, *, label: str = 
                 mode="lines+markers",
                 name=f"{label}: {method}",
                 legendgroup=f"{label}: {method}",
-                line={"color": "#7f7f7f", "width": 1.5, "dash": "dash"},
+                line={"color": REFERENCE_COLORS[i % len(REFERENCE_COLORS)], "width": 1.5, "dash": "dash"},
                 marker={
                     "symbol": REFERENCE_SYMBOLS[i % len(REFERENCE_SYMBOLS)],
                     "size": 9,
-                    "color": "#7f7f7f",
+                    "color": REFERENCE_COLORS[i % len(REFERENCE_COLORS)],
                 },
                 customdata=group[["size", "layers", "dim"]].to_numpy(dtype=object),
                 hovertemplate=(

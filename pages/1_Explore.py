@@ -43,6 +43,7 @@ share = views.share_of_full(pivot, views.cell_value(frame, metric, full, "float3
 dims = [int(d) for d in pivot.columns]
 diagonal = submodels.default_diagonal(num_layers, width)
 stored_cells = views.cells_of(frame, metric, precision)
+title = figures.chart_title(pickers.display_name(ckpt), choice.name, metric, precision)
 
 # ---- render
 controls, chart = st.columns([2, 3], gap="large")
@@ -67,7 +68,9 @@ with controls:
 
 with chart:
     st.plotly_chart(
-        figures.grid_heatmap(pivot, share, metric=metric, diagonal=diagonal, selected=(layer, dim)),
+        figures.grid_heatmap(
+            pivot, share, metric=metric, diagonal=diagonal, selected=(layer, dim), title=title
+        ),
         key="explore_heatmap",
         config={"displaylogo": False},
     )
@@ -88,10 +91,10 @@ with chart:
         )
 
 by_dim, by_layer = st.tabs(["Metric vs dims, one line per layer", "Metric vs layers, one line per dim"])
-by_dim.plotly_chart(figures.metric_vs_dim(pivot, metric), key="explore_vs_dim", config={"displaylogo": False})
-by_layer.plotly_chart(
-    figures.metric_vs_layer(pivot, metric), key="explore_vs_layer", config={"displaylogo": False}
-)
+for tab, fig, key in ((by_dim, figures.metric_vs_dim(pivot, metric), "explore_vs_dim"),
+                      (by_layer, figures.metric_vs_layer(pivot, metric), "explore_vs_layer")):  # fmt: skip
+    fig.update_layout(title={"text": title}, margin={"t": 40})
+    tab.plotly_chart(fig, key=key, config={"displaylogo": False})
 if (layer, dim) in stored_cells:  # per pair / per query, from stored scores
     insight_views.losses_section(ckpt, records, choice, (layer, dim), precision, metric)
 actions.evaluate_more(ckpt.name, choice, "explore", precision)

@@ -63,7 +63,9 @@ if shown.empty:
     )
     st.stop()
 front = views.pareto_front(shown, axis.column, cost_lower_is_better=axis.lower_is_better)
-fig = figures.cost_curve(shown, axis.column, x_label=axis.label, metric=metric, front=front, log_x=log_x)
+fig = figures.cost_curve(shown, axis.column, x_label=axis.label, metric=metric, front=front, log_x=log_x,
+                         title=figures.chart_title(f"Accuracy vs {axis.label}", choice.name, metric,
+                                                   ", ".join(precisions or stored_precisions)))  # fmt: skip
 insight_views.paper_overlay(fig, choice.name, metric, axis.column)  # published points, on request
 st.plotly_chart(
     fig,

@@ -262,5 +262,5 @@ def paper_overlay(fig: go.Figure, dataset: str, metric: str, x: str, where: obje
         st.caption(f"The Starbucks paper reports no {figures.metric_label(metric)} on {dataset}.")
         return
     figures.add_reference_overlay(fig, points)
-    st.caption(f"Grey dashed: published BERT-base results per size (x: {OVERLAY_X[x]} of the paper's sub-models"
+    st.caption(f"Dashed, one colour per method: published BERT-base results per size (x: {OVERLAY_X[x]} of the paper's sub-models"
                f"{', encoder parameters computed' if x == 'params' else ''}). {reference.CITATION}")  # fmt: skip

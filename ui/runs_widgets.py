@@ -28,13 +28,27 @@ def export_section(ids: Sequence[int]) -> None:
     st.caption(
         f"{len(export)} stored values from {len(selected)} runs (a cell re-evaluated later belongs to the later run)."
     )
+    stem = export_name(export, selected)
     csv_col, json_col, _ = st.columns([1, 1, 4])
     csv_col.download_button(
-        "Download CSV", views.export_csv(export), "results.csv", "text/csv", key="runs_export_csv"
+        "Download CSV", views.export_csv(export), f"{stem}.csv", "text/csv", key="runs_export_csv"
     )
     json_col.download_button(
-        "Download JSON", views.export_json(export), "results.json", "application/json", key="runs_export_json"
+        "Download JSON", views.export_json(export), f"{stem}.json", "application/json", key="runs_export_json"
     )
+
+
+def export_name(export: pd.DataFrame, run_ids: Sequence[int]) -> str:
+    """A file name that says what is inside: ``mlab-results-<dataset>-runs-3-5-8``.
+
+    >>> export_name(pd.DataFrame({"dataset": ["stsb-test", "stsb-test"]}), [3, 5])
+    'mlab-results-stsb-test-runs-3-5'
+    """
+    names = sorted(set(export["dataset"].dropna().astype(str))) if "dataset" in export else []
+    what = names[0] if len(names) == 1 else f"{len(names)}-datasets" if names else "results"
+    ids = "-".join(str(i) for i in list(run_ids)[:6]) + ("-and-more" if len(run_ids) > 6 else "")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in what)
+    return f"mlab-results-{safe}-runs-{ids}"
 
 
 def run_details(run: RunRecord, names: Mapping[str, str]) -> None:
