@@ -87,6 +87,7 @@ class Run(Base):
         CheckConstraint(in_list("kind", RUN_KINDS), name="kind"),
         CheckConstraint(in_list("status", RUN_STATUSES), name="status"),
         Index("ix_runs_status", "status"),
+        {"sqlite_autoincrement": True},  # ids are never reused after a delete (migration 0004)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -203,3 +203,26 @@ def test_every_single_migration_step_keeps_the_rows(db_url: str) -> None:
         db.migrate(db_url, revision)
         assert db.current_revision(db_url) == revision
         assert _snapshot(db_url, columns) == before, revision
+
+
+def test_run_ids_are_never_reused_after_a_delete(db_url: str) -> None:
+    """Issue 14: deleting the newest run must not hand its id to the next run (exports name run ids)."""
+    from core.lab import runs as lab_runs
+    from storage import db as storage_db
+    from storage import repository as repo
+
+    factory = storage_db.init_db(db_url)
+    fp = "f" * 64
+    with factory() as s, s.begin():
+        repo.upsert_checkpoint(s, name="ids", kind="local", location="/x", revision=None, fingerprint=fp,
+                               path="/x", num_layers=1, hidden_size=8, embedding_dim=8, pooling="mean",
+                               similarity="cosine", max_seq_length=16)  # fmt: skip
+
+    def start() -> int:
+        with factory() as s, s.begin():
+            return repo.start_run(s, "evaluate", fp, None, {}, 1, {}).id
+
+    first, second = start(), start()
+    lab_runs.delete_run(factory, second)
+    third = start()
+    assert first < second < third
