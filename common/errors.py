@@ -17,3 +17,18 @@ class LabError(ValueError):
     >>> isinstance(LabError("no such dataset"), ValueError)
     True
     """
+
+
+MAX_ECHO_CHARS = 80  # longest value quoted back in an error message
+
+
+def clip(value: object, limit: int = MAX_ECHO_CHARS) -> str:
+    """``repr`` of a value for an error message, cut to about ``limit`` characters.
+
+    >>> clip("x" * 200, 10)
+    "'xxxxxxxxxx'... (200 characters)"
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"

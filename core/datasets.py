@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from common.errors import LabError
+from common.errors import LabError, clip
 from common.settings import ensure_writable
 from core.memo import LRUCache
 from core.metrics import MAIN_SCORE
@@ -54,7 +54,6 @@ MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024  # total bytes written when extracting a
 MAX_ZIP_FILES = 1000  # members of an uploaded zip
 PARSED_DATASETS_KEPT = 8  # parsed datasets held at once
 FILE_HASHES_KEPT = 1024
-MAX_ECHO_CHARS = 80  # longest value quoted back in an error message
 MIN_STS_PAIRS = 2  # a correlation needs two pairs
 MAX_RELEVANCE = 2**31 - 1  # trec_eval keeps grades in a C int
 
@@ -64,18 +63,6 @@ DATA_DIR = REPO_ROOT / "data"
 
 class DatasetError(LabError):
     """A dataset name, path or file that cannot be used; the message names the file and line."""
-
-
-def clip(value: object, limit: int = MAX_ECHO_CHARS) -> str:
-    """``repr`` of a value for an error message, cut to about ``limit`` characters.
-
-    >>> clip("x" * 200, 10)
-    "'xxxxxxxxxx'... (200 characters)"
-    """
-    text = value if isinstance(value, str) else str(value)
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)

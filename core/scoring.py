@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.errors import LabError
+from common.errors import LabError, clip
 from core import checkpoints, datasets, metrics, quantize, ray_engine, retrieval, submodels
 from core.submodels import SubModel
 
@@ -47,18 +47,17 @@ def parse_int_list(text: str | Sequence[int] | None, what: str) -> list[int] | N
     if cleaned in {"", "all"}:
         return None
     values: set[int] = set()
+    shown = clip(text)
     for part in cleaned.split(","):
         part = part.strip()
         if not part:
-            continue
+            raise EvaluationError(f"{what} {shown} has an empty item: give comma-separated integers or 'all'")
         try:
             values.add(int(part))
         except ValueError:
             raise EvaluationError(
-                f"{what} must be a comma-separated list of integers or 'all', got {text!r}"
+                f"{what} must be a comma-separated list of integers or 'all', got {shown}"
             ) from None
-    if not values:
-        raise EvaluationError(f"{what} list {text!r} is empty")
     return sorted(values)
 
 
@@ -66,13 +65,21 @@ def parse_precisions(text: str | Sequence[str] | None) -> list[str]:
     """``"float32,int8"`` -> ["float32", "int8"]; refuses unknown precisions."""
     if text is None:
         return ["float32"]
-    items = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
-    if not items or items == ["all"]:
-        return list(submodels.PRECISIONS) if items else ["float32"]
+    raw = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text)]
+    if not raw or (isinstance(text, str) and not text.strip()):
+        return ["float32"]
+    if any(not p for p in raw):
+        raise EvaluationError(
+            f"--precision {clip(text if isinstance(text, str) else ','.join(text))} has an empty "
+            f"item; choose from {', '.join(submodels.PRECISIONS)} or 'all'"
+        )
+    items = raw
+    if items == ["all"]:
+        return list(submodels.PRECISIONS)
     unknown = [p for p in items if p not in submodels.PRECISIONS]
     if unknown:
         raise EvaluationError(
-            f"unknown precision {unknown[0]!r}; choose from {', '.join(submodels.PRECISIONS)}"
+            f"unknown precision {clip(unknown[0])}; choose from {', '.join(submodels.PRECISIONS)}"
         )
     return list(dict.fromkeys(items))
 
@@ -94,7 +101,8 @@ def plan_cells(
     cells = [SubModel(k, d, p) for p in precisions for k in layer_list for d in dim_list]
     for cell in cells:
         try:
-            submodels.validate_submodel(cell, info.num_layers, width)
+            # Layers count from 1 (the first transformer layer); 0, the embedding output, is no sub-model.
+            submodels.validate_submodel(cell, info.num_layers, width, allow_layer_zero=False)
         except submodels.SubModelError as exc:
             raise EvaluationError(f"{info.name}: {exc}") from None
     return sorted(set(cells))

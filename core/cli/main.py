@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 # Quiet third-party chatter before they are imported.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -24,9 +24,18 @@ from core.cli.output import print_rows
 SUBCOMMAND_MODULES = (grid, cost, train, significance, mteb)
 
 
+class LabArgumentParser(argparse.ArgumentParser):
+    """argparse with the lab's error convention: one ``error: ...`` line on stderr, exit 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        text = text if len(text) <= 300 else text[:300] + "..."  # a long value is cut
+        self.exit(2, f"error: {text} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m core`` argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m core", description="Matryoshka Lab engine")
+    parser = LabArgumentParser(prog="python -m core", description="Matryoshka Lab engine")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMAND_MODULES:
         module.add_parser(sub)
