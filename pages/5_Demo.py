@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import datasets, demo, figures, submodels
+from core import datasets, demo
 from ui import demo_widgets, errors, resources, state
 from ui import progress as progress_bar
 
@@ -92,21 +92,4 @@ else:
         )
         st.stop()
     with errors.user_errors("sentence pair"):
-        grid = demo.pair_grid(model_a.checkpoint, s1, s2, precision=pair_precision)
-        full = (grid.num_layers, grid.width)
-        top = st.columns(2)
-        top[0].metric(f"Full model {full}", f"{grid.full:.4f}")
-        if model_b.checkpoint == model_a.checkpoint and model_b.dim in grid.pivot.columns:
-            b_value = float(grid.pivot.loc[model_b.layer, model_b.dim])
-            top[1].metric(
-                f"Sub-model B ({model_b.layer}, {model_b.dim})",
-                f"{b_value:.4f}",
-                f"{b_value - grid.full:+.4f}",
-            )
-        share = grid.pivot / grid.full if grid.full else None
-        diagonal = submodels.default_diagonal(grid.num_layers, grid.width)
-        fig = figures.grid_heatmap(grid.pivot, share, metric=f"{pair_precision} similarity", diagonal=diagonal,
-                                   selected=(model_b.layer, model_b.dim))  # fmt: skip
-        st.plotly_chart(fig, key="demo_pair_heatmap", config={"displaylogo": False})
-        st.caption(f"Checkpoint of sub-model A, every cell from one forward pass. Each cell: similarity and its "
-                   f"share of the full model's {grid.full:.3f}; red: sub-model B's cell; dashed: the diagonal.")  # fmt: skip
+        demo_widgets.pair_view(model_a, model_b, s1, s2, pair_precision)

@@ -150,3 +150,14 @@ def test_unknown_mode_and_corpus_in_a_link_are_named(lab: Lab) -> None:
     assert (
         at.radio(key="demo_mode").value == "Search" and at.selectbox(key="demo_corpus").value == "cranfield"
     )
+
+
+def test_sentence_pair_reads_sub_model_b_from_its_own_checkpoint(lab: Lab) -> None:
+    s1, s2 = "A man is playing a guitar.", "Someone plays an instrument."
+    other = str(lab.checkpoints["tiny-4x64"])
+    at = run(mode="Sentence pair", a=f"{tiny(lab)}:3:48", b=f"{other}:2:40", s1=s1, s2=s2)
+    no_errors(at)
+    values = dict(metrics_of(at))
+    assert values["Full model (3, 48)"] == f"{demo.pair_grid(tiny(lab), s1, s2).full:.4f}"
+    assert values["Sub-model B (2, 40)"] == f"{demo.pair_grid(other, s1, s2).pivot.loc[2, 40]:.4f}"
+    assert len(at.get("plotly_chart")) == 2  # one grid per checkpoint

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from common import settings
-from core import checkpoints, datasets, demo, quantize, submodels, views
+from core import checkpoints, datasets, demo, figures, quantize, submodels, views
 from ui import errors, pickers, resources, state
 
 
@@ -119,3 +119,37 @@ def search_results(both: demo.SideBySide) -> None:
         f"the query is encoded by a copy truncated to the sub-model's layers, {demo.LATENCY_REPEATS} times after "
         f"{demo.LATENCY_WARMUP} warm-up runs; shown: the median and the middle half (25th-75th percentile)."
     )
+
+
+def pair_view(model_a: demo.DemoModel, model_b: demo.DemoModel, s1: str, s2: str, precision: str) -> None:
+    """One sentence pair at every cell: each sub-model's own checkpoint grid (one heatmap per checkpoint),
+    the full model of A and sub-model B's cell, read from B's own checkpoint."""
+    grid_a = demo.pair_grid(model_a.checkpoint, s1, s2, precision=precision)
+    same = model_b.checkpoint == model_a.checkpoint
+    grid_b = grid_a if same else demo.pair_grid(model_b.checkpoint, s1, s2, precision=precision)
+    full = (grid_a.num_layers, grid_a.width)
+    top = st.columns(2)
+    top[0].metric(f"Full model {full}", f"{grid_a.full:.4f}")
+    if model_b.layer in grid_b.pivot.index and model_b.dim in grid_b.pivot.columns:
+        b_value = float(grid_b.pivot.loc[model_b.layer, model_b.dim])
+        top[1].metric(f"Sub-model B ({model_b.layer}, {model_b.dim})", f"{b_value:.4f}",
+                      f"{b_value - grid_a.full:+.4f}", help=f"B's checkpoint: {_short(model_b.checkpoint)}")  # fmt: skip
+    grids = [(model_a, grid_a, None if not same else (model_b.layer, model_b.dim))]
+    if not same:
+        grids.append((model_b, grid_b, (model_b.layer, model_b.dim)))
+    for column, (model, grid, selected) in zip(st.columns(len(grids)), grids, strict=True):
+        share = grid.pivot / grid.full if grid.full else None
+        fig = figures.grid_heatmap(
+            grid.pivot, share, metric=f"{precision} similarity", selected=selected,
+            diagonal=submodels.default_diagonal(grid.num_layers, grid.width),
+            title=f"{_short(model.checkpoint)}: {precision} similarity of this pair",
+        )  # fmt: skip
+        column.plotly_chart(
+            fig, key=f"demo_pair_heatmap_{len(grids)}_{model is model_b}", config={"displaylogo": False}
+        )
+    st.caption("Each cell: similarity and its share of that checkpoint's full model, every cell from one forward "
+               "pass; red: sub-model B's cell (in B's checkpoint); dashed: the Starbucks diagonal.")  # fmt: skip
+
+
+def _short(checkpoint: str) -> str:
+    return checkpoint.rstrip("/").rsplit("/", 1)[-1]
