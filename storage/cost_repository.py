@@ -8,7 +8,7 @@ commits; writes are upserts on the natural key (re-measuring replaces, never dup
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -197,6 +197,32 @@ def _machine_label(row: Machine) -> str:
     return _machine_record(row).label
 
 
+def _costs_frame(
+    s: Session,
+    model: type[EncodingCost] | type[SearchCost],
+    checkpoint_fp: str | Iterable[str] | None,
+    filters: dict[str, Any],
+    order: Sequence[str],
+    columns: tuple[str, ...],
+) -> pd.DataFrame:
+    """Rows of a cost table joined with their machine: key and value columns, machine label, run, time."""
+    query = select(model, Machine).join(Machine, Machine.fingerprint == model.machine_fp)
+    if isinstance(checkpoint_fp, str):
+        query = query.where(model.checkpoint_fp == checkpoint_fp)
+    elif checkpoint_fp is not None:
+        query = query.where(model.checkpoint_fp.in_(list(checkpoint_fp)))
+    for name, wanted in filters.items():
+        if wanted is not None:
+            query = query.where(getattr(model, name) == wanted)
+    query = query.order_by(*(getattr(model, name) for name in order))
+    names = columns[: len(columns) - 3]  # the last three: machine label, run id, measured at
+    rows: list[tuple[Any, ...]] = []
+    for cost, machine in s.execute(query):
+        values = [getattr(cost, n) for n in (*names, "run_id", "measured_at")]
+        rows.append((*values[:-2], _machine_label(machine), values[-2], _aware(values[-1])))
+    return _frame(rows, columns)
+
+
 def encoding_costs_frame(
     s: Session,
     checkpoint_fp: str | Iterable[str] | None = None,
@@ -205,35 +231,9 @@ def encoding_costs_frame(
     seq_len: int | None = None,
 ) -> pd.DataFrame:
     """Stored encoding costs (columns :data:`ENCODING_COLUMNS`), ordered by key."""
-    query = select(EncodingCost, Machine).join(Machine, Machine.fingerprint == EncodingCost.machine_fp)
-    if isinstance(checkpoint_fp, str):
-        query = query.where(EncodingCost.checkpoint_fp == checkpoint_fp)
-    elif checkpoint_fp is not None:
-        query = query.where(EncodingCost.checkpoint_fp.in_(list(checkpoint_fp)))
-    for column, wanted in (
-        (EncodingCost.machine_fp, machine_fp),
-        (EncodingCost.batch_size, batch_size),
-        (EncodingCost.seq_len, seq_len),
-    ):
-        if wanted is not None:
-            query = query.where(column == wanted)
-    query = query.order_by(
-        EncodingCost.checkpoint_fp,
-        EncodingCost.machine_fp,
-        EncodingCost.batch_size,
-        EncodingCost.seq_len,
-        EncodingCost.layer,
-    )
-    rows = [
-        (
-            *(getattr(cost, n) for n in (*ENCODING_KEY, *ENCODING_VALUES)),
-            _machine_label(machine),
-            cost.run_id,
-            _aware(cost.measured_at),
-        )
-        for cost, machine in s.execute(query)
-    ]
-    return _frame(rows, ENCODING_COLUMNS)
+    filters = {"machine_fp": machine_fp, "batch_size": batch_size, "seq_len": seq_len}
+    order = ("checkpoint_fp", "machine_fp", "batch_size", "seq_len", "layer")
+    return _costs_frame(s, EncodingCost, checkpoint_fp, filters, order, ENCODING_COLUMNS)
 
 
 def search_costs_frame(
@@ -244,33 +244,6 @@ def search_costs_frame(
     index_kind: str | None = None,
 ) -> pd.DataFrame:
     """Stored search costs (columns :data:`SEARCH_COLUMNS`), ordered by key."""
-    query = select(SearchCost, Machine).join(Machine, Machine.fingerprint == SearchCost.machine_fp)
-    if isinstance(checkpoint_fp, str):
-        query = query.where(SearchCost.checkpoint_fp == checkpoint_fp)
-    elif checkpoint_fp is not None:
-        query = query.where(SearchCost.checkpoint_fp.in_(list(checkpoint_fp)))
-    for column, wanted in (
-        (SearchCost.dataset_fp, dataset_fp),
-        (SearchCost.machine_fp, machine_fp),
-        (SearchCost.index_kind, index_kind),
-    ):
-        if wanted is not None:
-            query = query.where(column == wanted)
-    query = query.order_by(
-        SearchCost.checkpoint_fp,
-        SearchCost.dataset_fp,
-        SearchCost.machine_fp,
-        SearchCost.index_kind,
-        SearchCost.precision,
-        SearchCost.dim,
-    )
-    rows = [
-        (
-            *(getattr(cost, n) for n in (*SEARCH_KEY, *SEARCH_VALUES)),
-            _machine_label(machine),
-            cost.run_id,
-            _aware(cost.measured_at),
-        )
-        for cost, machine in s.execute(query)
-    ]
-    return _frame(rows, SEARCH_COLUMNS)
+    filters = {"dataset_fp": dataset_fp, "machine_fp": machine_fp, "index_kind": index_kind}
+    order = ("checkpoint_fp", "dataset_fp", "machine_fp", "index_kind", "precision", "dim")
+    return _costs_frame(s, SearchCost, checkpoint_fp, filters, order, SEARCH_COLUMNS)

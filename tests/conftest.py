@@ -55,6 +55,26 @@ def _postgres_schema_url(base_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real BERT sentence-transformers checkpoint (3 layers x 48 dims, mean pooling), built once.
+
+    Read-only for the tests that share it: a test that changes a checkpoint builds its own.
+    """
+    from tests.tinymodel import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", layers=3, hidden=48)
+
+
+def write_sts_pairs(
+    path: Path, pairs: list[tuple[str, str, float]] | tuple[tuple[str, str, float], ...]
+) -> Path:
+    """An STS tsv (``sentence1 sentence2 score`` header) of ``pairs`` at ``path``."""
+    lines = ["sentence1\tsentence2\tscore", *(f"{a}\t{b}\t{s}" for a, b, s in pairs)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, lab_env: Path) -> Iterator[str]:
     """A fresh, empty database URL: a SQLite file under tmp_path, or a new schema on PostgreSQL."""

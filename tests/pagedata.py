@@ -14,6 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamlit.testing.v1 import AppTest
+
 from core import checkpoints, datasets, views
 from core.checkpoints import default_model_path
 from core.lab import evaluate
@@ -150,3 +152,37 @@ if __name__ == "__main__":  # python -m tests.pagedata FOLDER: build a lab to lo
     os.environ.setdefault("MLAB_HOME", str(target / "home"))
     lab = build_showcase_lab(target) if "--showcase" in sys.argv else build_lab(target)
     print(lab.database_url)
+
+
+def build_lab_in_own_home(folder: Path) -> Lab:
+    """``build_lab`` with MLAB_HOME and MLAB_CACHE_DIR inside ``folder`` (for module-scoped templates)."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLAB_HOME", str(folder / "home"))
+        mp.setenv("MLAB_CACHE_DIR", str(folder / "embedding-cache"))
+        return build_lab(folder)
+
+
+def copy_lab_database(template: Lab, folder: Path) -> str:
+    """A private copy of ``template``'s SQLite database (with its WAL files) in ``folder``; its URL."""
+    copy = folder / "lab-copy.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(str(template.folder / "lab.sqlite3") + suffix)
+        if source.exists():
+            shutil.copy(source, str(copy) + suffix)
+    return f"sqlite:///{copy}"
+
+
+def run_page(path: str | Path, timeout: float, **query: str) -> AppTest:
+    """Run a page in AppTest with these URL query parameters."""
+    at = AppTest.from_file(str(path), default_timeout=timeout)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def no_errors(at: AppTest) -> None:
+    """Neither an exception nor an error box on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]

@@ -14,7 +14,7 @@ from scipy import stats
 from core import significance, views
 from core.cli.main import main
 from storage import db, repository
-from tests.pagedata import PAIRS, STS_DATASET, Lab, build_lab
+from tests.pagedata import PAIRS, STS_DATASET, Lab, build_lab_in_own_home
 
 KEYS = {"a", "b", "metric", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_bootstrap",
         "p_randomization", "resamples"}  # fmt: skip
@@ -23,9 +23,7 @@ KEYS = {"a", "b", "metric", "value_a", "value_b", "delta", "ci_low", "ci_high", 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     folder = tmp_path_factory.mktemp("siglab")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLAB_HOME", str(folder / "home"))
-        return build_lab(folder)
+    return build_lab_in_own_home(folder)
 
 
 @pytest.fixture(autouse=True)

@@ -15,32 +15,15 @@ from core import checkpoints, datasets, metrics, scoring, submodels
 from core.lab import evaluate
 from core.lab.store import open_store
 from storage import db, repository
-from tests.tinymodel import build_tiny_checkpoint
+from tests.conftest import write_sts_pairs
+from tests.pagedata import PAIRS
 
 REPO = Path(__file__).resolve().parents[1]
-PAIRS = [
-    ("A man is playing a guitar.", "A man plays the guitar.", 4.8),
-    ("A woman is slicing an onion.", "A woman is cutting an onion.", 4.2),
-    ("Two dogs run in the snow.", "A cat sleeps on a sofa.", 0.4),
-    ("The stock market fell sharply.", "Stocks dropped on Monday.", 3.1),
-    ("A child is riding a bike.", "A kid rides a bicycle in the park.", 3.9),
-    ("A plane is taking off.", "An airplane departs the runway.", 4.5),
-    ("Someone is cooking pasta.", "The weather is cold today.", 0.2),
-    ("A man is playing a guitar.", "A woman plays the violin.", 1.6),
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", layers=3, hidden=48)
 
 
 @pytest.fixture
 def sts_file(tmp_path: Path) -> Path:
-    path = tmp_path / "mini-sts.tsv"
-    lines = ["sentence1\tsentence2\tscore", *(f"{a}\t{b}\t{s}" for a, b, s in PAIRS)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_sts_pairs(tmp_path / "mini-sts.tsv", PAIRS)
 
 
 @pytest.fixture
@@ -98,7 +81,7 @@ def test_sts_grid_equals_scipy_on_engine_embeddings(tiny_folder: Path, sts_file:
 def test_second_evaluation_reuses_everything(tiny_folder: Path, sts_file: Path) -> None:
     factory = open_store()
     first = evaluate.evaluate_grid(str(tiny_folder), str(sts_file), session_factory=factory)
-    assert first.encoded_texts == 15  # 16 sentences, one repeated
+    assert first.encoded_texts == len({text for pair in PAIRS for text in pair[:2]})  # unique sentences, once
     second = evaluate.evaluate_grid(str(tiny_folder), str(sts_file), session_factory=factory)
     assert second.computed == 0 and second.run_id is None and second.encoded_texts == 0
     assert second.frame.sort_values(["layer", "dim", "metric"]).value.tolist() == pytest.approx(

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from core import datasets, demo
 from core.lab import registry
 from storage import db
-from tests.pagedata import Lab, build_lab
+from tests.pagedata import Lab, build_lab, no_errors, run_page
 from tests.test_insight import write_beir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,15 +44,7 @@ def tiny(lab: Lab) -> str:
 
 
 def run(**query: str) -> AppTest:
-    at = AppTest.from_file(DEMO, default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+    return run_page(DEMO, TIMEOUT, **query)
 
 
 def metrics_of(at: AppTest) -> list[tuple[str, str]]:

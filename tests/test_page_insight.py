@@ -19,7 +19,14 @@ from core.lab.insight import CellRef
 from core.lab.store import open_store
 from core.submodels import EmbeddingCache
 from storage import db, repository
-from tests.pagedata import STS_DATASET, Lab, build_lab, write_sts
+from tests.pagedata import (
+    STS_DATASET,
+    Lab,
+    build_lab,
+    no_errors,
+    run_page,
+    write_sts,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 180
@@ -52,15 +59,7 @@ def lab(lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 def run(page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+    return run_page(ROOT / "pages" / page, TIMEOUT, **query)
 
 
 def fingerprint(lab: Lab, name: str) -> tuple[str, str]:

@@ -18,18 +18,12 @@ from core.lab.store import open_store
 from core.training import TrainConfig
 from storage import db, repository
 from tests.pagedata import write_sts
-from tests.tinymodel import build_tiny_checkpoint
 from ui import train_widgets
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "6_Train.py")
 TIMEOUT = 60
 JOB_TIMEOUT_S = 300
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", layers=3, hidden=48)
 
 
 @pytest.fixture

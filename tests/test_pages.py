@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,15 @@ from core.lab.evaluate import evaluate_grid
 from core.lab.store import open_store
 from core.submodels import EmbeddingCache
 from storage import db, repository
-from tests.pagedata import STS_DATASET, Lab, build_lab, write_sts
+from tests.pagedata import (
+    STS_DATASET,
+    Lab,
+    build_lab_in_own_home,
+    copy_lab_database,
+    no_errors,
+    run_page,
+    write_sts,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = str(ROOT / "app.py")
@@ -42,21 +49,13 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     folder = tmp_path_factory.mktemp("pagelab")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLAB_HOME", str(folder / "home"))
-        mp.setenv("MLAB_CACHE_DIR", str(folder / "embedding-cache"))
-        return build_lab(folder)
+    return build_lab_in_own_home(folder)
 
 
 @pytest.fixture
 def lab(lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     """The populated lab on a private copy of its database (the checkpoint folders are shared, read-only)."""
-    copy = tmp_path / "lab-copy.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(str(lab_template.folder / "lab.sqlite3") + suffix)
-        if source.exists():
-            shutil.copy(source, str(copy) + suffix)
-    url = f"sqlite:///{copy}"
+    url = copy_lab_database(lab_template, tmp_path)
     monkeypatch.setenv("MLAB_DATABASE_URL", url)
     yield Lab(
         lab_template.folder, url, lab_template.checkpoints, lab_template.sts_path, lab_template.sts_spec
@@ -64,15 +63,7 @@ def lab(lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 def app(path: str, **query: str) -> AppTest:
-    at = AppTest.from_file(path, default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+    return run_page(path, TIMEOUT, **query)
 
 
 def stored(lab: Lab, checkpoint: str) -> pd.DataFrame:

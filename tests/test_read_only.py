@@ -27,7 +27,7 @@ from core.submodels import EmbeddingCache
 from core.training.loop import TrainConfig
 from storage import db
 from storage.models import Result, Run
-from tests.pagedata import Lab, build_lab, write_sts
+from tests.pagedata import Lab, build_lab_in_own_home, write_sts
 from tests.tinymodel import build_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,9 +40,7 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     folder = tmp_path_factory.mktemp("readonlylab")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLAB_HOME", str(folder / "home"))
-        return build_lab(folder)
+    return build_lab_in_own_home(folder)
 
 
 @pytest.fixture

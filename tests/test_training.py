@@ -24,7 +24,7 @@ from core.submodels import forward_all_layers
 from core.training import LossConfig, TrainConfig, loop, losses
 from core.training import card as cards
 from core.training import data as training_data
-from tests.tinymodel import build_tiny_checkpoint
+from tests.conftest import write_sts_pairs
 
 PAIRS = [
     ("A man is playing a guitar.", "A man plays the guitar.", 4.8),
@@ -39,17 +39,9 @@ PAIRS = [
 TINY_PAIRS = ((1, 16), (2, 32), (3, 48))
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", layers=3, hidden=48)
-
-
 @pytest.fixture
 def sts_file(tmp_path: Path) -> Path:
-    path = tmp_path / "train.tsv"
-    lines = ["sentence1\tsentence2\tscore"] + [f"{a}\t{b}\t{s}" for a, b, s in PAIRS]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_sts_pairs(tmp_path / "train.tsv", PAIRS)
 
 
 def _config(tiny_folder: Path, sts_file: Path, out: Path, **kw: object) -> loop.TrainConfig:

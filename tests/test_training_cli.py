@@ -14,27 +14,15 @@ import pytest
 from core import checkpoints
 from core.cli import main as cli
 from core.training import card as cards
-from tests.tinymodel import build_tiny_checkpoint
+from tests.conftest import write_sts_pairs
+from tests.pagedata import PAIRS
 
 REPO = Path(__file__).resolve().parents[1]
-PAIRS = [
-    ("A man is playing a guitar.", "A man plays the guitar.", 4.8),
-    ("A dog runs in the snow.", "A cat sleeps on a sofa.", 0.6),
-    ("Kids are playing football.", "Children play soccer.", 3.9),
-    ("The stock market fell today.", "A bird is singing.", 0.0),
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", layers=3, hidden=48)
 
 
 @pytest.fixture
 def sts_file(tmp_path: Path) -> Path:
-    path = tmp_path / "train.tsv"
-    path.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in PAIRS))
-    return path
+    return write_sts_pairs(tmp_path / "train.tsv", PAIRS)
 
 
 def _args(tiny_folder: Path, sts_file: Path, out: Path, *extra: str) -> list[str]:

@@ -18,12 +18,6 @@ from core.training import LossConfig, TrainConfig, TrainingError
 from core.training import card as cards
 from core.training.config import TrainConfigError
 from tests.pagedata import write_sts
-from tests.tinymodel import build_tiny_checkpoint
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", layers=3, hidden=48)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from common.errors import LabError
 from core.lab.store import open_store
 from core.lab.training import train
 from core.training.config import LossConfig, TrainConfig, TrainConfigError
-from core.training.loop import METHODS, TrainingCancelled, parse_pairs
+from core.training.loop import METHODS, TrainingCancelled, check_config, parse_pairs
 
 PROGRESS_EVERY_S = 0.5
 
@@ -91,7 +91,10 @@ def add_parser(subparsers: Any) -> None:
     for flag, name, _kind, text in CONFIG_FLAGS:
         names = [flag, "--learning-rate"] if flag == "--lr" else [flag]
         default = _default(name)
-        p.add_argument(*names, dest=name, default=argparse.SUPPRESS, help=f"{text} (default: {default})")
+        metavar = name.rpartition(".")[2].upper()
+        p.add_argument(
+            *names, dest=name, metavar=metavar, default=argparse.SUPPRESS, help=f"{text} (default: {default})"
+        )
     p.add_argument(
         "--no-detach",
         dest="loss.detach_teacher",
@@ -195,6 +198,7 @@ def run_train(args: argparse.Namespace) -> None:
     """Train, print the new checkpoint's folder as the last stdout line; raise ``LabError`` on user mistakes."""
     try:
         config = config_from_args(args)
+        check_config(config)  # before any progress bar or file, so a mistake is the only stderr line
     except LabError as exc:
         if args.progress_file:
             ProgressFile(args.progress_file, "", "").finish("failed", str(exc))

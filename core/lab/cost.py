@@ -20,6 +20,7 @@ from core import checkpoints, datasets, provenance, quantize, submodels
 from core.ann import AnnSpec
 from core.checkpoints import CheckpointSpec, LoadedCheckpoint
 from core.cost import (
+    ENCODING_KEYS,
     EXACT,
     CostError,
     Machine,
@@ -337,12 +338,7 @@ def cost_frame(
             columns=list(COST_FRAME_KEYS),
         )
         enc_cols = [
-            "layer",
-            "latency_ms_p50",
-            "latency_ms_p95",
-            "throughput_per_s",
-            "flops_per_token",
-            "params",
+            *ENCODING_KEYS,
             "machine_fp",
             "machine",
             "batch_size",

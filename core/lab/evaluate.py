@@ -181,17 +181,16 @@ def _compute_and_store(
     done = len(cells) - len(todo)
     info = loaded.info
     for scored in score_cells(info, data, pooled, todo):
+        cell: dict[str, Any] = {
+            "checkpoint_fp": info.fingerprint,
+            "dataset_fp": dataset_fp,
+            "split": spec.split,
+            "layer": scored.sub.layer,
+            "dim": scored.sub.dim,
+            "precision": scored.sub.precision,
+        }
         rows = [
-            repository.ResultRow(
-                checkpoint_fp=info.fingerprint,
-                dataset_fp=dataset_fp,
-                split=spec.split,
-                layer=scored.sub.layer,
-                dim=scored.sub.dim,
-                precision=scored.sub.precision,
-                metric=name,
-                value=float(value),
-            )
+            repository.ResultRow(**cell, metric=name, value=float(value))
             for name, value in scored.metrics.items()
         ]
         with factory() as s, s.begin():  # one transaction per cell
@@ -200,12 +199,7 @@ def _compute_and_store(
                 repository.put_item_scores(
                     s,
                     run_id=run_id,
-                    checkpoint_fp=info.fingerprint,
-                    dataset_fp=dataset_fp,
-                    split=spec.split,
-                    layer=scored.sub.layer,
-                    dim=scored.sub.dim,
-                    precision=scored.sub.precision,
+                    **cell,
                     kind=kind,
                     ids=scored.item_ids,
                     values=values,

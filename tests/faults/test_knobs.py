@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,12 @@ from streamlit.testing.v1 import AppTest
 
 from core.cli import main as cli
 from tests.faults import support
-from tests.pagedata import STS_DATASET, Lab, build_lab
+from tests.pagedata import (
+    STS_DATASET,
+    Lab,
+    build_lab_in_own_home,
+    copy_lab_database,
+)
 from tests.tinymodel import build_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,22 +85,15 @@ def test_cli_refuses_out_of_range_knobs_and_stores_nothing(
 @pytest.fixture(scope="module")
 def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     folder = tmp_path_factory.mktemp("knoblab")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLAB_HOME", str(folder / "home"))
-        mp.setenv("MLAB_CACHE_DIR", str(folder / "embedding-cache"))
-        return build_lab(folder)
+    return build_lab_in_own_home(folder)
 
 
 @pytest.fixture
 def lab(lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private copy of the populated lab database; yields its path."""
-    copy = tmp_path / "lab-copy.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(str(lab_template.folder / "lab.sqlite3") + suffix)
-        if source.exists():
-            shutil.copy(source, str(copy) + suffix)
-    monkeypatch.setenv("MLAB_DATABASE_URL", f"sqlite:///{copy}")
-    yield copy
+    url = copy_lab_database(lab_template, tmp_path)
+    monkeypatch.setenv("MLAB_DATABASE_URL", url)
+    yield Path(url.removeprefix("sqlite:///"))
 
 
 def _snapshot(database: Path) -> tuple:
