@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -357,8 +358,6 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
 
 def _refused_pickle(exc: BaseException) -> bool:
     """True when ``torch.load(weights_only=True)`` refused a pickle somewhere in the exception chain."""
-    import pickle
-
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -389,7 +388,7 @@ def _check_weights_cover_config(spec: CheckpointSpec, path: Path, model: Sentenc
     such a model scores (new) layers from random weights. The check loads the transformer once more
     with ``output_loading_info=True`` (the library's own account of the keys).
     """
-    from transformers import AutoModel
+    from transformers import AutoModel  # heavy: imported on first use
 
     transformer = model[0]
     auto_model = getattr(transformer, "auto_model", None)

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -179,8 +180,6 @@ def _user_facing_sqlite_error(exc: BaseException, path: str | None) -> Exception
 
 def lock_holders(path: str) -> list[str]:
     """Processes (``name (pid N)``) other than this one that have the SQLite file or its WAL open."""
-    import psutil
-
     wanted = {str(Path(path).resolve()) + suffix for suffix in ("", "-wal", "-shm", "-journal")}
     found: list[str] = []
     for proc in psutil.process_iter(["pid", "name"]):
