@@ -412,6 +412,44 @@ def add_reference_overlay(fig: go.Figure, points: pd.DataFrame, *, label: str = 
     return fig
 
 
+REFERENCE_MODEL_COLOR = "#444444"
+
+
+def short_model_name(model: str) -> str:
+    """``BAAI/bge-small-en-v1.5`` -> ``bge-small-en-v1.5`` (the label beside a point)."""
+    return model.rsplit("/", 1)[-1]
+
+
+def add_reference_models(fig: go.Figure, points: pd.DataFrame, *, label: str = "MTEB published") -> go.Figure:
+    """Add published reference models (``core.mteb.reference_points``) as labelled points, one trace.
+
+    ``points`` has columns model, revision, x, value (and embed_dim, n_parameters for the hover); each
+    point is a grey star labelled with the model's short name. The figure is changed in place and returned.
+    """
+    if points.empty:
+        return fig
+    revisions = [r if r == "external" else r[:7] for r in points["revision"]]
+    fig.add_trace(
+        go.Scatter(
+            x=points["x"],
+            y=points["value"],
+            mode="markers+text",
+            name=label,
+            text=[short_model_name(m) for m in points["model"]],
+            textposition="top center",
+            textfont={"size": 10, "color": REFERENCE_MODEL_COLOR},
+            marker={"symbol": "star", "size": 11, "color": REFERENCE_MODEL_COLOR},
+            customdata=np.column_stack(
+                [points["model"].to_numpy(dtype=object), np.asarray(revisions, dtype=object)]
+            ),
+            hovertemplate="<b>%{customdata[0]}</b> (%{customdata[1]})<br>x %{x:,}<br>%{y:.4f}<extra>"
+            + label
+            + "</extra>",
+        )
+    )
+    return fig
+
+
 def training_loss_figure(losses: Sequence[float], *, window: int = 20, title: str = "") -> go.Figure:
     """Per-step training loss (thin line) and its trailing mean over ``window`` steps (thick line).
 

@@ -530,6 +530,26 @@ def nearest_references(points: pd.DataFrame, sizes: Mapping[str, int], k: int = 
     return pd.DataFrame(rows, columns=["size", "model", "x", "value"])
 
 
+MODEL_TABLE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "embed_dim",
+    "n_parameters",
+    "revisions",
+    "tasks",
+    "STSBenchmark",
+)
+
+
+def models_table(summaries: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Home's list: per model (``summaries``: model, embed_dim, n_parameters, revisions, tasks) its
+    STSBenchmark main score from ``scores`` (the plotted one: newest ``mteb_version``), NaN without one."""
+    if summaries.empty:
+        return pd.DataFrame(columns=list(MODEL_TABLE_COLUMNS))
+    stsb = reference_points(scores, "stsb-test", MAIN, "dim").set_index("model")["value"]
+    table = summaries.assign(STSBenchmark=summaries["model"].map(stsb).astype("float64"))
+    return table[list(MODEL_TABLE_COLUMNS)].reset_index(drop=True)
+
+
 # ------------------------------------------------------------------------------------------ export
 
 

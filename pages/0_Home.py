@@ -7,7 +7,7 @@ import streamlit as st
 
 from common import settings
 from core import checkpoints
-from ui import actions, errors, home_widgets, nav, resources, state
+from ui import actions, errors, home_widgets, nav, reference_views, resources, state
 
 INTRO = (
     "Matryoshka Lab measures what every smaller sub-model of a 2D Matryoshka sentence-embedding model is "
@@ -67,3 +67,4 @@ if st.session_state["home_message"]:
 if records:
     st.subheader("Registered checkpoints")
     st.dataframe(home_widgets.checkpoints_table(records), hide_index=True, key="home_checkpoints")
+reference_views.home_section()

@@ -7,7 +7,17 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import actions, compare_widgets, guards, insight_views, nav, pickers, resources, state
+from ui import (
+    actions,
+    compare_widgets,
+    guards,
+    insight_views,
+    nav,
+    pickers,
+    reference_views,
+    resources,
+    state,
+)
 
 TITLE = "Compare checkpoints"
 
@@ -80,6 +90,7 @@ if len({tuple(p) for p in table.pairs.values()}) > 1:
 st.caption(
     "Rows: the Starbucks-style (layers, dims) pairs from small to full; bold: the best per row; mean over sizes."
 )
+reference_views.nearest_table(table, choice.name, metric)  # MTEB reference models, on request
 insight_views.significance_section(
     {n: by_name[n] for n in pivots},
     {n: frames[by_name[n].fingerprint] for n in pivots},

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import actions, guards, insight_views, pickers, resources, state
+from ui import actions, guards, insight_views, pickers, reference_views, resources, state
 
 TITLE = "Accuracy vs cost"
 
@@ -67,6 +67,7 @@ fig = figures.cost_curve(shown, axis.column, x_label=axis.label, metric=metric, 
                          title=figures.chart_title(f"Accuracy vs {axis.label}", choice.name, metric,
                                                    ", ".join(precisions or stored_precisions)))  # fmt: skip
 insight_views.paper_overlay(fig, choice.name, metric, axis.column)  # published points, on request
+reference_views.curves_overlay(fig, choice.name, metric, axis.column)  # MTEB reference models
 st.plotly_chart(
     fig,
     key="curves_chart",
@@ -77,7 +78,9 @@ st.caption(
     f"(no other sub-model is both cheaper in {axis.label} and better). PNG: the camera button of the chart."
 )
 
-columns = ["checkpoint", "layer", "dim", "precision", "value", axis.column]
+columns = list(
+    dict.fromkeys(["checkpoint", "layer", "dim", "precision", "value", axis.column])
+)  # x may be "dim"
 front_table = shown[front][columns].drop_duplicates().sort_values(axis.column, ascending=axis.lower_is_better)
 st.subheader(f"Pareto front ({len(front_table)} sub-models)")
 st.dataframe(

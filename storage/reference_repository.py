@@ -206,6 +206,16 @@ def list_models(s: Session) -> list[ReferenceModelRecord]:
     return [_model_record(r) for r in s.scalars(query)]
 
 
+def task_counts(s: Session) -> dict[str, int]:
+    """Model name -> how many distinct tasks it has stored (over all its revisions)."""
+    query = (
+        select(ReferenceModel.name, func.count(func.distinct(ReferenceResult.task)))
+        .join(ReferenceResult, ReferenceResult.model_id == ReferenceModel.id)
+        .group_by(ReferenceModel.name)
+    )
+    return {name: int(n) for name, n in s.execute(query)}
+
+
 def count_scores(s: Session) -> int:
     """How many reference scores are stored."""
     return int(s.scalar(select(func.count()).select_from(ReferenceScore)) or 0)

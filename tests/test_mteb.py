@@ -267,6 +267,7 @@ def test_a_changed_file_replaces_its_scores_and_a_malformed_one_is_refused(tmp_p
     assert second.files_changed == 1 and second.files_unchanged == 9  # STS12.json is a new file
     assert [e.path.endswith("external/STS12.json") for e in second.errors] == [True]
     assert second.errors[0].message.startswith("not valid JSON")
+    lab_mteb.ensure_shipped(factory)  # the shipped (older) copy of the same file must not overwrite it
     refs = lab_mteb.references(factory, tasks=["STSBenchmark"], metrics=None)
     refs = refs[refs["model"] == "BAAI/bge-small-en-v1.5"]
     assert refs[["metric", "value"]].values.tolist() == [["main_score", 0.5]]  # old metrics gone
@@ -274,6 +275,9 @@ def test_a_changed_file_replaces_its_scores_and_a_malformed_one_is_refused(tmp_p
 
 def test_shipped_folder_is_imported_once_on_first_use() -> None:
     factory = open_store()
+    assert lab_mteb.references(factory).empty
+    first = lab_mteb.ensure_shipped(factory)
+    assert first is not None and first.files_changed == 112
     frame = lab_mteb.references(factory, tasks=["BIOSSES"], metrics=["main_score"])
     assert len(frame) == 11 and set(frame["dataset"]) == {"biosses"}
     assert lab_mteb.ensure_shipped(factory) is None  # logged: not again

@@ -139,6 +139,7 @@ def cmd_references(args: argparse.Namespace) -> list[dict[str, Any]]:
             raise mteb.MtebFormatError(f"lab dataset {args.dataset!r} is no MTEB task (known: {known})")
         tasks.append(info.task)
     factory = open_store()
+    lab_mteb.ensure_shipped(factory)
     frame = lab_mteb.references(
         factory, models=args.model, tasks=tasks or None, metrics=[args.metric] if args.metric else None
     )

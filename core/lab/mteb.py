@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
+from common import settings
 from core import checkpoints, cost, mteb
 from core.datasets import REPO_ROOT
 from storage import cost_repository, reference_repository, repository
@@ -177,7 +178,13 @@ def import_results(
 
 
 def ensure_shipped(factory: Factory) -> ImportReport | None:
-    """Import the shipped folder once per database (a logged import of it exists -> nothing to do)."""
+    """Import the shipped folder once per database (a logged import of it exists -> nothing to do).
+
+    Stored models are kept as stored (``keep_stored``): the shipped copy never overwrites a newer import
+    of the same model. Nothing is written in read-only demo mode.
+    """
+    if settings.read_only():
+        return None
     with factory() as s:
         if reference_repository.imports(s, SHIPPED_ROOT) or not SHIPPED_DIR.is_dir():
             return None
@@ -212,7 +219,6 @@ def _conflicts(s: Session, models: Sequence[str] | None = None) -> list[mteb.Met
 
 def meta_conflicts(factory: Factory) -> list[mteb.MetaConflict]:
     """Every stored model whose meta files disagree, with the value the rule chose."""
-    ensure_shipped(factory)
     with factory() as s:
         return _conflicts(s)
 
@@ -223,11 +229,13 @@ def references(
     models: Sequence[str] | None = None,
     tasks: Sequence[str] | None = None,
     metrics: Sequence[str] | None = None,
+    split: str | None = None,
     subset: str | None = None,
 ) -> pd.DataFrame:
     """Stored reference scores (``core.mteb.REFERENCE_COLUMNS``): each row with its model's resolved
-    embed_dim / n_parameters and the lab dataset of its task (None where the lab has none)."""
-    ensure_shipped(factory)
+    embed_dim / n_parameters and the lab dataset of its task (None where the lab has none).
+
+    Only reads: entry points call :func:`ensure_shipped` first (a write, kept out of cached reads)."""
     with factory() as s:
         frame = reference_repository.scores_frame(
             s, models=models, tasks=tasks, metrics=metrics, subset=subset
@@ -240,6 +248,20 @@ def references(
     frame["n_parameters"] = frame["model"].map(lambda m: resolved.get(m, (None, None))[1]).astype("Int64")
     frame["dataset"] = frame["task"].map(mteb.dataset_for_task)
     return frame[list(mteb.REFERENCE_COLUMNS)]
+
+
+def model_summaries(factory: Factory) -> pd.DataFrame:
+    """One row per stored reference model: model, embed_dim, n_parameters (resolved), revisions, tasks."""
+    with factory() as s:
+        metas = _metas_by_model(s)
+        tasks = reference_repository.task_counts(s)
+    rows = []
+    for model, by_revision in sorted(metas.items()):
+        embed_dim, n_parameters, _ = mteb.resolve_model_meta(model, by_revision)
+        rows.append({"model": model, "embed_dim": embed_dim, "n_parameters": n_parameters,
+                     "revisions": len(by_revision), "tasks": tasks.get(model, 0)})  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["model", "embed_dim", "n_parameters", "revisions", "tasks"])
+    return frame.astype({"embed_dim": "Int64", "n_parameters": "Int64"})
 
 
 def reference_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
