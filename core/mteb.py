@@ -368,6 +368,43 @@ def parse_meta_bytes(data: bytes, where: str = "model_meta.json") -> ModelMeta:
     )
 
 
+@dataclass(frozen=True)
+class ReadJob:
+    """One file to read: hashed always, parsed unless its stored sha256 is the same (or ``parse`` is False)."""
+
+    path: str
+    task: str  # "" for model_meta.json
+    label: str  # how errors name the file
+    stored_sha256: str | None = None
+    parse: bool = True
+
+
+@dataclass(frozen=True)
+class ReadOutcome:
+    """What reading a file gave: its sha256 and the parsed content, or None (unchanged/skipped), or an error."""
+
+    sha256: str | None
+    content: ParsedResult | ModelMeta | None
+    error: str | None = None
+
+
+def read_file(job: ReadJob) -> ReadOutcome:
+    """Read, hash and (if new) parse one file; errors come back as text naming the file, never raised."""
+    try:
+        data = Path(job.path).read_bytes()
+    except OSError as exc:
+        return ReadOutcome(None, None, f"{job.label}: cannot read: {exc.strerror or exc}")
+    digest = sha256(data)
+    if not job.parse or digest == job.stored_sha256:
+        return ReadOutcome(digest, None)
+    try:
+        if not job.task:
+            return ReadOutcome(digest, parse_meta_bytes(data, job.label))
+        return ReadOutcome(digest, parse_result_bytes(data, job.task, job.label))
+    except MtebFormatError as exc:
+        return ReadOutcome(digest, None, str(exc))
+
+
 # --------------------------------------------------------------------------------- metadata rule
 
 

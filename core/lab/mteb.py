@@ -92,7 +92,7 @@ def import_results(
     root = display_path(root_path)
     prefix = (
         len(str(root_path)) + 1
-    )  # file paths below the root, joined to its display form (no resolve per file)
+    )  # paths below the root are joined to its display form (no resolve per file)
     with factory() as s, s.begin():
         ids = reference_repository.ensure_models(s, {(f.model, f.revision) for f in files})
         stored = reference_repository.stored_results(s)
@@ -115,39 +115,35 @@ def import_results(
         pending.clear()
         metas.clear()
 
-    for done, file in enumerate(files, start=1):
-        source = f"{root}/{file.path.as_posix()[prefix:]}"
-        try:
-            data = file.path.read_bytes()
-        except OSError as exc:
-            errors.append(FileError(source, f"cannot read: {exc.strerror or exc}"))
-            continue
-        digest = mteb.sha256(data)
+    jobs = []
+    for file in files:
         model_id = ids[(file.model, file.revision)]
-        try:
-            if file.is_meta:
-                if keep_stored and model_id in with_meta:
-                    continue
-                meta = mteb.parse_meta_bytes(data, source)
-                metas.append((model_id, {
-                    "embed_dim": meta.embed_dim, "n_parameters": meta.n_parameters,
-                    "max_tokens": meta.max_tokens, "similarity": meta.similarity_fn_name,
-                    "meta_path": source, "meta_sha256": digest,
-                }))  # fmt: skip
-                continue
-            known = stored.get((model_id, file.task))
-            if known is not None and (known.sha256 == digest or keep_stored):
-                unchanged += 1  # provenance stays the first path the content came from
-                continue
-            parsed = mteb.parse_result_bytes(data, file.task, source)
-        except mteb.MtebFormatError as exc:
-            errors.append(FileError(source, str(exc).removeprefix(f"{source}: ")))
-            continue
-        changed += 1
-        pending.append(({
-            "model_id": model_id, "task": file.task, "source_path": source, "sha256": digest,
-            "mteb_version": parsed.mteb_version, "dataset_revision": parsed.dataset_revision,
-        }, parsed.scores))  # fmt: skip
+        known = None if file.is_meta else stored.get((model_id, file.task))
+        keep = keep_stored and (model_id in with_meta if file.is_meta else known is not None)
+        jobs.append(mteb.ReadJob(str(file.path), file.task, f"{root}/{file.path.as_posix()[prefix:]}",
+                                 None if known is None else known.sha256, parse=not keep))  # fmt: skip
+    for done, (file, job, outcome) in enumerate(
+        zip(files, jobs, map(mteb.read_file, jobs), strict=True), start=1
+    ):
+        model_id = ids[(file.model, file.revision)]
+        if outcome.error is not None:
+            errors.append(FileError(job.label, outcome.error.removeprefix(f"{job.label}: ")))
+        elif isinstance(outcome.content, mteb.ModelMeta):
+            meta = outcome.content
+            metas.append((model_id, {
+                "embed_dim": meta.embed_dim, "n_parameters": meta.n_parameters,
+                "max_tokens": meta.max_tokens, "similarity": meta.similarity_fn_name,
+                "meta_path": job.label, "meta_sha256": outcome.sha256,
+            }))  # fmt: skip
+        elif isinstance(outcome.content, mteb.ParsedResult):
+            parsed = outcome.content
+            changed += 1
+            pending.append(({
+                "model_id": model_id, "task": file.task, "source_path": job.label, "sha256": outcome.sha256,
+                "mteb_version": parsed.mteb_version, "dataset_revision": parsed.dataset_revision,
+            }, parsed.scores))  # fmt: skip
+        elif not file.is_meta:
+            unchanged += 1  # same sha256 as stored (provenance stays the first path it came from), or kept
         if len(pending) >= BATCH_FILES:
             flush()
         if progress is not None and (done % 500 == 0 or done == len(files)):
