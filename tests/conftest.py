@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,17 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tinymodel import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", layers=3, hidden=48)
+
+
+@pytest.fixture(scope="module")
+def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The populated page lab of ``tests.pagedata.build_lab`` (in its own home), built once per module.
+
+    Tests take a private copy of its database (``tests.pagedata.copy_lab_database``) before writing.
+    """
+    from tests.pagedata import build_lab_in_own_home
+
+    return build_lab_in_own_home(tmp_path_factory.mktemp("lab"))
 
 
 def write_sts_pairs(

@@ -29,7 +29,6 @@ from storage import db, repository
 from tests.pagedata import (
     STS_DATASET,
     Lab,
-    build_lab_in_own_home,
     copy_lab_database,
     no_errors,
     run_page,
@@ -44,12 +43,6 @@ CURVES = str(ROOT / "pages" / "3_Curves.py")
 RUNS = str(ROOT / "pages" / "4_Runs.py")
 PAGES = [EXPLORE, COMPARE, CURVES, RUNS]
 TIMEOUT = 120
-
-
-@pytest.fixture(scope="module")
-def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    folder = tmp_path_factory.mktemp("pagelab")
-    return build_lab_in_own_home(folder)
 
 
 @pytest.fixture

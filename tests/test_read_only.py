@@ -27,7 +27,7 @@ from core.submodels import EmbeddingCache
 from core.training.loop import TrainConfig
 from storage import db
 from storage.models import Result, Run
-from tests.pagedata import Lab, build_lab_in_own_home, write_sts
+from tests.pagedata import Lab, write_sts
 from tests.tinymodel import build_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +35,6 @@ PAGES = sorted(str(p) for p in (ROOT / "pages").glob("*.py"))
 WRITE_WORDS = ("delete", "register", "upload", "train", "path", "checkpoint_text", "evaluate", "compute",
                "more_go", "resume")  # fmt: skip
 TIMEOUT = 120
-
-
-@pytest.fixture(scope="module")
-def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    folder = tmp_path_factory.mktemp("readonlylab")
-    return build_lab_in_own_home(folder)
 
 
 @pytest.fixture

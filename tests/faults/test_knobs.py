@@ -20,7 +20,6 @@ from tests.faults import support
 from tests.pagedata import (
     STS_DATASET,
     Lab,
-    build_lab_in_own_home,
     copy_lab_database,
 )
 from tests.tinymodel import build_tiny_checkpoint
@@ -80,12 +79,6 @@ def test_cli_refuses_out_of_range_knobs_and_stores_nothing(
 
 
 # ------------------------------------------------------------------------------------------ URL
-
-
-@pytest.fixture(scope="module")
-def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    folder = tmp_path_factory.mktemp("knoblab")
-    return build_lab_in_own_home(folder)
 
 
 @pytest.fixture
