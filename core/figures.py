@@ -420,6 +420,16 @@ def short_model_name(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
+LABEL_POSITIONS: tuple[str, ...] = ("top center", "bottom center", "middle right", "middle left", "top right",
+                                    "bottom right", "top left", "bottom left")  # fmt: skip
+
+
+def _label_positions(points: pd.DataFrame) -> list[str]:
+    """Text positions that alternate among points sharing an x (many published models have 384 dims)."""
+    rank = points.groupby("x").cumcount() if len(points) else pd.Series(dtype=int)
+    return [LABEL_POSITIONS[int(r) % len(LABEL_POSITIONS)] for r in rank]
+
+
 def add_reference_models(fig: go.Figure, points: pd.DataFrame, *, label: str = "MTEB published") -> go.Figure:
     """Add published reference models (``core.mteb.reference_points``) as labelled points, one trace.
 
@@ -436,7 +446,7 @@ def add_reference_models(fig: go.Figure, points: pd.DataFrame, *, label: str = "
             mode="markers+text",
             name=label,
             text=[short_model_name(m) for m in points["model"]],
-            textposition="top center",
+            textposition=_label_positions(points),
             textfont={"size": 10, "color": REFERENCE_MODEL_COLOR},
             marker={"symbol": "star", "size": 11, "color": REFERENCE_MODEL_COLOR},
             customdata=np.column_stack(

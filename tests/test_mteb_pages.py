@@ -55,6 +55,9 @@ def test_reference_figure_labels_every_point() -> None:
     (trace,) = fig.data
     assert list(trace.x) == [384, 768] and list(trace.y) == [0.8586, 0.8]
     assert list(trace.text) == ["bge-small-en-v1.5", "y"] and trace.mode == "markers+text"
+    assert list(trace.textposition) == ["top center", "top center"]  # different x: no need to alternate
+    same_x = figures.add_reference_models(go.Figure(), points.assign(x=[384, 384])).data[0]
+    assert list(same_x.textposition) == ["top center", "bottom center"]
     assert [list(c) for c in trace.customdata] == [["BAAI/bge-small-en-v1.5", "5c38ec7"], ["x/y", "external"]]
     assert figures.add_reference_models(go.Figure(), points.iloc[:0]).data == ()
 
