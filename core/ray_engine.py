@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.errors import LabError
-from core import checkpoints, submodels
+from core import backends, checkpoints, submodels
 from core.submodels import EmbeddingCache
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class _EncodeActor:
         prompt: str | None,
         batch_size: int,
         threads: int,
+        backend: str = backends.DEFAULT_BACKEND,
     ) -> None:
         import torch  # heavy: imported on first use
 
@@ -126,13 +127,18 @@ class _EncodeActor:
                 f"the driver's has {fingerprint}: the workers must see the same weights"
             )
         self.model = loaded.model
+        self.runner = (
+            None if backend == backends.TORCH else backends.runner_for(loaded.model, fingerprint, backend)
+        )
         self.layers = list(layers)
         self.prompt = prompt
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        pooled = submodels.encode_all_layers(self.model, texts, self.layers, self.batch_size, self.prompt)
+        pooled = submodels.encode_all_layers(
+            self.model, texts, self.layers, self.batch_size, self.prompt, runner=self.runner
+        )
         out: dict[str, np.ndarray] = {"row": np.asarray(batch["row"], dtype=np.int64)}
         for layer in self.layers:
             out[f"layer_{layer}"] = pooled[layer]  # (batch, width) float32
@@ -148,6 +154,7 @@ def fill_cache(
     num_actors: int | None = None,
     cpus_per_actor: int = 1,
     progress: ProgressFn | None = None,
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> int:
     """Encode ``texts`` on Ray into ``cache`` for every layer 0..L; return how many texts were encoded.
 
@@ -159,7 +166,7 @@ def fill_cache(
     texts_fp = submodels.texts_fingerprint(unique)
     layers = list(range(info.num_layers + 1))
     keys = {
-        layer: EmbeddingCache.key(info.fingerprint, texts_fp, layer, info.max_seq_length, prompt)
+        layer: EmbeddingCache.key(info.fingerprint, texts_fp, layer, info.max_seq_length, prompt, backend)
         for layer in layers
     }
     n = len(unique)
@@ -180,7 +187,15 @@ def fill_cache(
     blocks = [table.slice(start, rows_per_block) for start in range(0, n, rows_per_block)]
     encoded = ray.data.from_arrow(blocks).map_batches(
         _EncodeActor,
-        fn_constructor_args=(loaded.spec, info.fingerprint, layers, prompt, batch_size, cpus_per_actor),
+        fn_constructor_args=(
+            loaded.spec,
+            info.fingerprint,
+            layers,
+            prompt,
+            batch_size,
+            cpus_per_actor,
+            backend,
+        ),
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=min(actors, len(blocks))),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.errors import LabError, clip
-from core import checkpoints, datasets, metrics, quantize, ray_engine, retrieval, submodels
+from core import backends, checkpoints, datasets, metrics, quantize, ray_engine, retrieval, submodels
 from core.submodels import SubModel
 
 RETRIEVAL_DEPTH = 100  # ranked list length per query: enough for recall_at_100 and map_at_100
@@ -122,11 +122,13 @@ def encode_dataset(
     cache: submodels.EmbeddingCache | None,
     progress: ProgressFn | None = None,
     engine: str = "local",
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> dict[str, submodels.PooledTexts]:
     """Pooled matrices of every text the dataset needs: {"pairs"} for STS, {"queries","corpus"} else.
 
     ``engine="ray"`` first encodes missing texts on Ray into ``cache`` (core/ray_engine), so the
-    ``pooled_embeddings`` calls below read the cache with no forward pass.
+    ``pooled_embeddings`` calls below read the cache with no forward pass. ``backend`` says what runs
+    the encoder (core/backends).
     """
 
     def report(done: int, total: int) -> None:
@@ -135,12 +137,14 @@ def encode_dataset(
 
     def pooled(texts: Sequence[str], prompt: str | None) -> submodels.PooledTexts:
         if engine != "ray":
-            return submodels.pooled_embeddings(loaded, texts, layers, cache, prompt, progress=report)
+            return submodels.pooled_embeddings(
+                loaded, texts, layers, cache, prompt, progress=report, backend=backend
+            )
 
         if cache is None:
             raise EvaluationError("the ray engine writes the embedding cache: give a cache")
-        encoded = ray_engine.fill_cache(loaded, texts, cache, prompt, progress=report)
-        found = submodels.pooled_embeddings(loaded, texts, layers, cache, prompt)
+        encoded = ray_engine.fill_cache(loaded, texts, cache, prompt, progress=report, backend=backend)
+        found = submodels.pooled_embeddings(loaded, texts, layers, cache, prompt, backend=backend)
         return dataclasses.replace(found, encoded=encoded + found.encoded)
 
     if isinstance(data, datasets.STSData):

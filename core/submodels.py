@@ -34,6 +34,7 @@ import numpy as np
 
 from common import settings
 from common.errors import LabError
+from core import backends
 
 if TYPE_CHECKING:
     import torch
@@ -121,23 +122,46 @@ def model_inputs(features: dict[str, Any]) -> dict[str, Any]:
 
 
 def forward_all_layers(
-    model: SentenceTransformer, features: dict[str, Any], layers: Sequence[int]
+    model: SentenceTransformer,
+    features: dict[str, Any],
+    layers: Sequence[int],
+    runner: backends.HiddenStatesRunner | None = None,
 ) -> dict[int, torch.Tensor]:
     """Pooled full-width sentence embeddings of each requested layer from ONE encoder pass.
 
     Runs with whatever grad mode the caller set (training calls it with gradients). Returns
     ``{layer: (batch, embedding_dim)}``, each through the checkpoint's own post-transformer modules.
+    ``runner`` computes the hidden states on a deployment backend (core/backends); default: the model's
+    own torch float32 encoder.
     """
-    transformer: Any = model[0]
-    output = transformer.auto_model(**model_inputs(features), output_hidden_states=True, return_dict=True)
-    hidden_states = output.hidden_states  # (L + 1) x (batch, seq, hidden); [0] = embedding output
+    if runner is None:
+        transformer: Any = model[0]
+        output = transformer.auto_model(**model_inputs(features), output_hidden_states=True, return_dict=True)
+        hidden_states = output.hidden_states  # (L + 1) x (batch, seq, hidden); [0] = embedding output
+    else:
+        hidden_states = runner(features)
+    return pool_hidden_states(model, features, hidden_states, layers)
+
+
+def pool_hidden_states(
+    model: SentenceTransformer,
+    features: dict[str, Any],
+    hidden_states: Sequence[torch.Tensor],
+    layers: Sequence[int],
+) -> dict[int, torch.Tensor]:
+    """``{layer: (batch, width)}``: each layer's token embeddings through the checkpoint's post-modules.
+
+    A model saved with ``truncate_dim`` (an exported sub-model) is cut to it, as its ``encode`` does.
+    """
     post_modules = list(model)[1:]
+    truncate_dim = getattr(model, "truncate_dim", None)
     pooled: dict[int, torch.Tensor] = {}
     for layer in layers:
         feats = {**features, "token_embeddings": hidden_states[layer]}
         for module in post_modules:
             feats = module(feats)
-        pooled[layer] = feats["sentence_embedding"]
+        emb = feats["sentence_embedding"]
+        pooled[layer] = emb[..., :truncate_dim] if truncate_dim else emb
     return pooled
 
 
@@ -149,13 +173,14 @@ def encode_all_layers(
     prompt: str | None = None,
     progress: ProgressFn | None = None,
     out: dict[int, np.ndarray] | None = None,
+    runner: backends.HiddenStatesRunner | None = None,
 ) -> dict[int, np.ndarray]:
     """Encode ``texts`` once and return ``{layer: (n_texts, embedding_dim) float32}`` in input order.
 
     Texts are batched longest-first (as ``SentenceTransformer.encode`` does) to waste little padding;
     each text is cut at the model's ``max_seq_length`` by its tokenizer. ``out`` may supply the
     destination arrays (e.g. memory-mapped cache files), so a large corpus streams batch by batch to
-    disk with bounded memory.
+    disk with bounded memory. ``runner`` picks the deployment backend (default torch float32).
     """
     import torch  # heavy: imported on first use
 
@@ -174,7 +199,7 @@ def encode_all_layers(
             batch = [texts[i] for i in idx]
             features = model.preprocess(batch, prompt=prompt) if prompt else model.preprocess(batch)
             features = {k: (v.to(model.device) if hasattr(v, "to") else v) for k, v in features.items()}
-            pooled = forward_all_layers(model, features, layers)
+            pooled = forward_all_layers(model, features, layers, runner)
             for layer, emb in pooled.items():
                 out[layer][idx] = emb.float().cpu().numpy()
             done += len(idx)
@@ -252,9 +277,16 @@ class EmbeddingCache:
             remove_stale_temporaries(self.root)
 
     @staticmethod
-    def key(checkpoint_fp: str, texts_fp: str, layer: int, max_seq_length: int, prompt: str | None) -> dict:
-        """The fields that identify an entry."""
-        return {
+    def key(
+        checkpoint_fp: str,
+        texts_fp: str,
+        layer: int,
+        max_seq_length: int,
+        prompt: str | None,
+        backend: str = backends.DEFAULT_BACKEND,
+    ) -> dict:
+        """The fields that identify an entry (``backend`` only when not torch, so older entries stay valid)."""
+        key = {
             "format": CACHE_FORMAT_VERSION,
             "checkpoint": checkpoint_fp,
             "texts": texts_fp,
@@ -262,6 +294,9 @@ class EmbeddingCache:
             "max_seq_length": int(max_seq_length),
             "prompt": prompt or "",
         }
+        if backend != backends.DEFAULT_BACKEND:
+            key["backend"] = backend
+        return key
 
     def _paths(self, key: dict) -> tuple[Path, Path]:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]
@@ -430,17 +465,20 @@ def pooled_embeddings(
     prompt: str | None = None,
     batch_size: int = 32,
     progress: ProgressFn | None = None,
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> PooledTexts:
     """Pooled matrices for ``layers`` of ``texts``, reusing the cache; one pass encodes all missing layers.
 
     When any requested layer is missing, every layer 0..L is computed and stored (the pass costs the
-    same), so later requests for other layers are cache hits.
+    same), so later requests for other layers are cache hits. ``backend`` (core/backends) says what
+    runs the encoder; its matrices are cached apart from the other backends'.
     """
+    backends.check_backend(backend)
     unique, rows = unique_with_rows(texts)
     info = loaded.info
     texts_fp = texts_fingerprint(unique)
     keys = {
-        layer: EmbeddingCache.key(info.fingerprint, texts_fp, layer, info.max_seq_length, prompt)
+        layer: EmbeddingCache.key(info.fingerprint, texts_fp, layer, info.max_seq_length, prompt, backend)
         for layer in range(info.num_layers + 1)
     }
     by_layer: dict[int, np.ndarray] = {}
@@ -454,8 +492,15 @@ def pooled_embeddings(
     if missing:
         all_layers = list(range(info.num_layers + 1))
         encoded = len(unique)
+        runner = (
+            None
+            if backend == backends.TORCH
+            else backends.runner_for(loaded.model, info.fingerprint, backend)
+        )
         if cache is None:
-            fresh = encode_all_layers(loaded.model, unique, all_layers, batch_size, prompt, progress)
+            fresh = encode_all_layers(
+                loaded.model, unique, all_layers, batch_size, prompt, progress, runner=runner
+            )
             by_layer.update({layer: fresh[layer] for layer in missing})
         else:  # stream every layer straight into memory-mapped cache files
             writers = {
@@ -470,6 +515,7 @@ def pooled_embeddings(
                     prompt,
                     progress,
                     out={layer: array for layer, (array, _) in writers.items()},
+                    runner=runner,
                 )
                 for layer, (array, tmp) in writers.items():
                     array.flush()  # type: ignore[attr-defined]
