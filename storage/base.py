@@ -20,6 +20,7 @@ NAMING_CONVENTION: dict[str, str] = {
 }
 
 FP = String(128)  # fingerprints are hex digests (32 chars today)
+DEFAULT_BACKEND = "torch"  # deployment backend of rows stored before backends existed (issue 12)
 
 
 def utc_now() -> datetime:

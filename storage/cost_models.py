@@ -7,7 +7,7 @@ every table module, so ``schema.metadata`` sees these tables); schema changes go
 
 Natural keys (unique, so measuring again upserts):
 
-- ``encoding_costs``: (checkpoint_fp, layer, machine_fp, batch_size, seq_len);
+- ``encoding_costs``: (checkpoint_fp, layer, machine_fp, batch_size, seq_len, backend);
 - ``search_costs``: (checkpoint_fp, dataset_fp, dim, precision, index_kind, machine_fp).
 
 Every timing is keyed by the machine fingerprint (CPU model, cores, torch threads, torch version,
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Double, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import FP, Base, utc_now
+from storage.base import DEFAULT_BACKEND, FP, Base, utc_now
 
 
 class Machine(Base):
@@ -49,7 +49,13 @@ class EncodingCost(Base):
     __tablename__ = "encoding_costs"
     __table_args__ = (
         UniqueConstraint(
-            "checkpoint_fp", "layer", "machine_fp", "batch_size", "seq_len", name="uq_encoding_costs_key"
+            "checkpoint_fp",
+            "layer",
+            "machine_fp",
+            "batch_size",
+            "seq_len",
+            "backend",
+            name="uq_encoding_costs_key",
         ),
     )
 
@@ -58,6 +64,7 @@ class EncodingCost(Base):
     checkpoint_fp: Mapped[str] = mapped_column(FP, ForeignKey("checkpoints.fingerprint"))
     machine_fp: Mapped[str] = mapped_column(FP, ForeignKey("machines.fingerprint"))
     layer: Mapped[int] = mapped_column(Integer)
+    backend: Mapped[str] = mapped_column(String(32), default=DEFAULT_BACKEND, server_default=DEFAULT_BACKEND)
     batch_size: Mapped[int] = mapped_column(Integer)
     seq_len: Mapped[int] = mapped_column(Integer)
     latency_ms_p50: Mapped[float] = mapped_column(Double)

@@ -17,7 +17,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.base import utc_now
+from storage.base import DEFAULT_BACKEND, utc_now
 from storage.cost_models import EncodingCost, Machine, SearchCost
 from storage.db import StorageError
 from storage.upsert import plain_json, upsert
@@ -30,7 +30,7 @@ MACHINE_FIELDS: tuple[str, ...] = (
     "torch_version",
     "arch",
 )
-ENCODING_KEY: tuple[str, ...] = ("checkpoint_fp", "layer", "machine_fp", "batch_size", "seq_len")
+ENCODING_KEY: tuple[str, ...] = ("checkpoint_fp", "layer", "machine_fp", "batch_size", "seq_len", "backend")
 ENCODING_VALUES: tuple[str, ...] = (
     "latency_ms_p50",
     "latency_ms_p95",
@@ -139,6 +139,8 @@ def _payload(
     now = utc_now()
     payload = []
     for row in rows:
+        if "backend" in key and "backend" not in row:
+            row = {**row, "backend": DEFAULT_BACKEND}  # measured before backends existed: torch float32
         _require(row, (*key, *values), what)
         item: dict[str, Any] = {}
         for name in (*key, *values):
@@ -229,10 +231,11 @@ def encoding_costs_frame(
     machine_fp: str | None = None,
     batch_size: int | None = None,
     seq_len: int | None = None,
+    backend: str | None = DEFAULT_BACKEND,
 ) -> pd.DataFrame:
-    """Stored encoding costs (columns :data:`ENCODING_COLUMNS`), ordered by key."""
-    filters = {"machine_fp": machine_fp, "batch_size": batch_size, "seq_len": seq_len}
-    order = ("checkpoint_fp", "machine_fp", "batch_size", "seq_len", "layer")
+    """Stored encoding costs (columns :data:`ENCODING_COLUMNS`), ordered by key; ``backend=None``: all."""
+    filters = {"machine_fp": machine_fp, "batch_size": batch_size, "seq_len": seq_len, "backend": backend}
+    order = ("checkpoint_fp", "machine_fp", "batch_size", "seq_len", "backend", "layer")
     return _costs_frame(s, EncodingCost, checkpoint_fp, filters, order, ENCODING_COLUMNS)
 
 

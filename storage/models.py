@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.base import FP, Base, in_list, utc_now
+from storage.base import DEFAULT_BACKEND, FP, Base, in_list, utc_now
 
 RUN_KINDS: tuple[str, ...] = ("evaluate", "cost", "train")
 RUN_STATUSES: tuple[str, ...] = ("running", "completed", "failed", "interrupted", "cancelled")
@@ -120,6 +120,7 @@ class Result(Base):
             "layer",
             "dim",
             "precision",
+            "backend",
             "metric",
             name="uq_results_cell_metric",
         ),
@@ -133,6 +134,7 @@ class Result(Base):
     layer: Mapped[int] = mapped_column(Integer)
     dim: Mapped[int] = mapped_column(Integer)
     precision: Mapped[str] = mapped_column(String(32))
+    backend: Mapped[str] = mapped_column(String(32), default=DEFAULT_BACKEND, server_default=DEFAULT_BACKEND)
     metric: Mapped[str] = mapped_column(String(128))
     value: Mapped[float | None] = mapped_column(Double)  # NULL = NaN
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
@@ -150,6 +152,7 @@ class ItemScores(Base):
             "layer",
             "dim",
             "precision",
+            "backend",
             "kind",
             name="uq_item_scores_cell_kind",
         ),
@@ -163,6 +166,7 @@ class ItemScores(Base):
     layer: Mapped[int] = mapped_column(Integer)
     dim: Mapped[int] = mapped_column(Integer)
     precision: Mapped[str] = mapped_column(String(32))
+    backend: Mapped[str] = mapped_column(String(32), default=DEFAULT_BACKEND, server_default=DEFAULT_BACKEND)
     kind: Mapped[str] = mapped_column(String(64))
     n_items: Mapped[int] = mapped_column(Integer)
     ids: Mapped[list[Any]] = mapped_column(JSON)

@@ -26,6 +26,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from common.processes import pid_alive
+from storage.base import DEFAULT_BACKEND
 from storage.db import StorageError
 from storage.models import (
     DATASET_KINDS,
@@ -55,6 +56,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "metric",
     "value",
     "run_id",
+    "backend",
 )
 
 
@@ -136,6 +138,7 @@ class ResultRow:
     precision: str
     metric: str
     value: float
+    backend: str = DEFAULT_BACKEND
 
 
 class ItemScoresRecord(NamedTuple):
@@ -637,6 +640,7 @@ def _result_dict(run_id: int, row: ResultRow | Mapping[str, Any], now: datetime)
         "layer": int(get("layer")),
         "dim": int(get("dim")),
         "precision": str(get("precision")),
+        "backend": str(row.backend if isinstance(row, ResultRow) else row.get("backend", DEFAULT_BACKEND)),
         "metric": str(get("metric")),
         "value": value,
         "created_at": now,
@@ -646,8 +650,8 @@ def _result_dict(run_id: int, row: ResultRow | Mapping[str, Any], now: datetime)
 def upsert_results(s: Session, run_id: int, rows: Iterable[ResultRow | Mapping[str, Any]]) -> int:
     """Store metric values (NaN as NULL), replacing any stored value of the same natural key.
 
-    Each row has checkpoint_fp, dataset_fp, split, layer, dim, precision, metric, value. Returns the
-    number of rows written.
+    Each row has checkpoint_fp, dataset_fp, split, layer, dim, precision, metric, value and optionally
+    backend (default torch). Returns the number of rows written.
     """
     now = utc_now()
     payload = [_result_dict(run_id, row, now) for row in rows]
@@ -655,7 +659,7 @@ def upsert_results(s: Session, run_id: int, rows: Iterable[ResultRow | Mapping[s
         s,
         Result,
         payload,
-        key=["checkpoint_fp", "dataset_fp", "split", "layer", "dim", "precision", "metric"],
+        key=["checkpoint_fp", "dataset_fp", "split", "layer", "dim", "precision", "backend", "metric"],
         update_columns=["value", "run_id", "created_at"],
     )
     return len(payload)
@@ -669,8 +673,13 @@ def results_frame(
     precision: str | None = None,
     metric: str | None = None,
     run_id: int | None = None,
+    backend: str | None = DEFAULT_BACKEND,
 ) -> pd.DataFrame:
-    """Stored results as a DataFrame with columns :data:`RESULT_COLUMNS` (NULL restored to NaN)."""
+    """Stored results as a DataFrame with columns :data:`RESULT_COLUMNS` (NULL restored to NaN).
+
+    ``backend`` defaults to torch, so a caller that does not ask sees one row per cell and metric;
+    ``None`` returns every backend.
+    """
     query = (
         select(
             Checkpoint.name,
@@ -684,6 +693,7 @@ def results_frame(
             Result.metric,
             Result.value,
             Result.run_id,
+            Result.backend,
         )
         .join(Checkpoint, Checkpoint.fingerprint == Result.checkpoint_fp)
         .join(Dataset, Dataset.fingerprint == Result.dataset_fp)
@@ -695,6 +705,7 @@ def results_frame(
         Result.precision: precision,
         Result.metric: metric,
         Result.run_id: run_id,
+        Result.backend: backend,
     }
     for column, wanted in filters.items():
         if wanted is not None:
@@ -706,6 +717,7 @@ def results_frame(
         Result.layer,
         Result.dim,
         Result.precision,
+        Result.backend,
         Result.metric,
     )
     rows = [tuple(r) for r in s.execute(query)]
@@ -717,14 +729,20 @@ def results_frame(
 
 
 def done_cells(
-    s: Session, checkpoint_fp: str, dataset_fp: str, split: str, metric: str
+    s: Session,
+    checkpoint_fp: str,
+    dataset_fp: str,
+    split: str,
+    metric: str,
+    backend: str = DEFAULT_BACKEND,
 ) -> set[tuple[int, int, str]]:
-    """``(layer, dim, precision)`` of every cell that has a stored ``metric`` value (NaN counts as done)."""
+    """``(layer, dim, precision)`` of every cell of ``backend`` with a stored ``metric`` value (NaN counts)."""
     query = select(Result.layer, Result.dim, Result.precision).where(
         Result.checkpoint_fp == checkpoint_fp,
         Result.dataset_fp == dataset_fp,
         Result.split == split,
         Result.metric == metric,
+        Result.backend == backend,
     )
     return {(int(layer), int(dim), str(prec)) for layer, dim, prec in s.execute(query)}
 
@@ -755,6 +773,7 @@ def put_item_scores(
     kind: str,
     ids: Sequence[str],
     values: np.ndarray,
+    backend: str = DEFAULT_BACKEND,
 ) -> None:
     """Store per-item scores of one cell (e.g. kind ``pair_similarity``, ``query_ndcg_at_10``) as float32.
 
@@ -772,6 +791,7 @@ def put_item_scores(
         "layer": int(layer),
         "dim": int(dim),
         "precision": precision,
+        "backend": backend,
         "kind": kind,
         "n_items": len(ids),
         "ids": [str(i) for i in ids],
@@ -782,7 +802,7 @@ def put_item_scores(
         s,
         ItemScores,
         [row],
-        key=["checkpoint_fp", "dataset_fp", "split", "layer", "dim", "precision", "kind"],
+        key=["checkpoint_fp", "dataset_fp", "split", "layer", "dim", "precision", "backend", "kind"],
         update_columns=["run_id", "n_items", "ids", "values_npy", "created_at"],
     )
 
@@ -797,6 +817,7 @@ def get_item_scores(
     dim: int,
     precision: str,
     kind: str,
+    backend: str = DEFAULT_BACKEND,
 ) -> ItemScoresRecord | None:
     """The stored per-item scores of one cell, or None."""
     found = s.execute(
@@ -807,6 +828,7 @@ def get_item_scores(
             ItemScores.layer == int(layer),
             ItemScores.dim == int(dim),
             ItemScores.precision == precision,
+            ItemScores.backend == backend,
             ItemScores.kind == kind,
         )
     ).one_or_none()
