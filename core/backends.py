@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -285,13 +286,17 @@ def quantize_int8(source: str | Path, target: str | Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
     os.close(fd)
     tmp = Path(tmp_name)
+    root_logger = logging.getLogger()
+    level = root_logger.level
     try:
+        root_logger.setLevel(logging.ERROR)  # its advice to pre-process the graph is logged as a warning
         with _quiet_export():
             quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(tmp, target)
     except Exception as exc:
         raise BackendError(f"cannot quantize {Path(source).name} to int8: {exc}") from exc
     finally:
+        root_logger.setLevel(level)
         tmp.unlink(missing_ok=True)
     return target
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.errors import LabError
 from core import backends, submodels
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ ONNX_FOLDER = "onnx"
 ONNX_FILES = {backends.ONNX: "model.onnx", backends.ONNX_INT8: "model_qint8_avx512_vnni.onnx"}
 
 
-class ExportError(ValueError):
+class ExportError(LabError):
     """A sub-model that cannot be exported as asked (bad layer/dim/backend, output folder in use, ...)."""
 
 
@@ -142,6 +143,7 @@ def write_submodel(
         }
         (work / EXPORT_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (work / "README.md").write_text(card or f"# {target.name}\n")
+        _share(work)
         if target.exists():
             target.rmdir()  # an empty folder the user made for it
         os.replace(work, target)
@@ -150,6 +152,14 @@ def write_submodel(
         raise
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     return ExportedModel(target, layer, dim, backend, onnx_file, size)
+
+
+def _share(folder: Path) -> None:
+    """Ordinary permissions (as the umask allows) on a folder made private by ``mkdtemp``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def read_export_info(folder: str | Path) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from core import backends, checkpoints, datasets, scoring, submodels
+from core.lab.evaluate import evaluate_grid
 from core.submodels import EmbeddingCache
 from tests.tinymodel import build_tiny_checkpoint
 
@@ -166,3 +167,95 @@ def test_graph_is_exported_once_and_reused(tiny: checkpoints.LoadedCheckpoint, t
     backends.clear_runners()
     backends.runner_for(tiny.model, tiny.info.fingerprint, "onnx", root=tmp_path)
     assert next(tmp_path.rglob(backends.FLOAT_GRAPH)).stat().st_mtime_ns == stamp
+
+
+def _sts_file(tmp_path: Path, data: datasets.STSData, n: int = 40) -> Path:
+    path = tmp_path / "stsb-slice.tsv"
+    lines = ["sentence1\tsentence2\tscore"]
+    lines += [
+        f"{a}\t{b}\t{s}"
+        for a, b, s in zip(data.sentences1[:n], data.sentences2[:n], data.scores[:n], strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_backend_is_part_of_a_stored_cell(
+    tiny: checkpoints.LoadedCheckpoint, stsb_slice: datasets.STSData, tmp_path: Path
+) -> None:
+    from storage import db, repository
+
+    factory = db.init_db(f"sqlite:///{tmp_path / 'lab.db'}")
+    sts = _sts_file(tmp_path, stsb_slice)
+    reference = evaluate_grid(tiny, str(sts), layers=[1, 3], dims=[16, 48], session_factory=factory)
+    onnx = evaluate_grid(
+        tiny, str(sts), layers=[1, 3], dims=[16, 48], session_factory=factory, backend="onnx"
+    )
+    assert onnx.computed == reference.computed == 4  # not served from the torch rows
+    assert set(onnx.frame["backend"]) == {"onnx"} and set(reference.frame["backend"]) == {"torch"}
+    merged = reference.frame.merge(onnx.frame, on=["layer", "dim", "precision", "metric"])
+    np.testing.assert_allclose(merged["value_x"], merged["value_y"], atol=1e-4)
+    again = evaluate_grid(
+        tiny, str(sts), layers=[1, 3], dims=[16, 48], session_factory=factory, backend="onnx"
+    )
+    assert again.computed == 0 and again.reused == 4
+    with factory() as s:
+        every = repository.results_frame(s, checkpoint_fp=tiny.info.fingerprint, backend=None)
+        torch_only = repository.results_frame(s, checkpoint_fp=tiny.info.fingerprint)
+        items = repository.get_item_scores(
+            s,
+            checkpoint_fp=tiny.info.fingerprint,
+            dataset_fp=onnx.dataset_fp,
+            split=onnx.dataset.split,
+            layer=3,
+            dim=48,
+            precision="float32",
+            kind="pair_similarity",
+            backend="onnx",
+        )
+    assert len(every) == 2 * len(torch_only) and set(torch_only["backend"]) == {"torch"}
+    assert items is not None and len(items.ids) == 40
+    with pytest.raises(backends.BackendError, match="unknown backend 'gpu'"):
+        evaluate_grid(tiny, str(sts), session_factory=factory, backend="gpu")
+
+
+def test_cli_backend_json_field_and_bad_backend(
+    tiny: checkpoints.LoadedCheckpoint, stsb_slice: datasets.STSData, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    sts = _sts_file(tmp_path, stsb_slice, n=10)
+    env = {
+        **os.environ,
+        "MLAB_HOME": str(tmp_path / "home"),
+        "MLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+    }
+    env["MLAB_CACHE_DIR"] = str(tmp_path / "cache")
+    repo = Path(__file__).resolve().parents[1]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "core",
+            "evaluate",
+            "--checkpoint",
+            tiny.info.path,
+            "--dataset",
+            str(sts),
+        ]
+        return subprocess.run(
+            [*command, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    out = cli("--layers", "2", "--dims", "16", "--backend", "onnx-int8", "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {r["backend"] for r in rows} == {"onnx-int8"} and {r["layer"] for r in rows} == {2}
+    bad = cli("--backend", "tensorrt")
+    assert bad.returncode == 2
+    assert (
+        bad.stderr.strip().splitlines()[-1].startswith("error: unknown backend 'tensorrt'; choose from torch")
+    )

@@ -219,7 +219,8 @@ def test_cli_evaluate_json_contract_and_results(tiny_folder: Path, sts_file: Pat
     rows = json.loads(out.stdout)  # nothing but JSON on stdout
     assert len(rows) == 2 * 2 * 2
     assert all(
-        set(r) == {"checkpoint", "dataset", "layer", "dim", "precision", "metric", "value"} for r in rows
+        set(r) == {"checkpoint", "dataset", "layer", "dim", "precision", "metric", "value", "backend"}
+        for r in rows
     )
     assert {r["metric"] for r in rows} == {"cosine_spearman", "cosine_pearson"}
     listed = _cli("results", "--format", "json", env_home=tmp_path)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from core import backends, checkpoints, datasets, evaluate, export, submodels
+from core import backends, checkpoints, datasets, export, scoring, submodels
 from core.submodels import SubModel
 from tests.tinymodel import build_tiny_checkpoint
 
@@ -140,13 +140,13 @@ def test_exported_folder_reproduces_the_cell_scores_in_the_lab(tmp_path: Path) -
     exported = checkpoints.load(str(written.folder))
     assert (exported.info.num_layers, exported.info.embedding_dim) == (3, 128)
     original = next(
-        evaluate.score_cells(
-            loaded.info, data, evaluate.encode_dataset(loaded, data, [3], None), [SubModel(3, 128)]
+        scoring.score_cells(
+            loaded.info, data, scoring.encode_dataset(loaded, data, [3], None), [SubModel(3, 128)]
         )
     )
     again = next(
-        evaluate.score_cells(
-            exported.info, data, evaluate.encode_dataset(exported, data, [3], None), [SubModel(3, 128)]
+        scoring.score_cells(
+            exported.info, data, scoring.encode_dataset(exported, data, [3], None), [SubModel(3, 128)]
         )
     )
     for name, value in original.metrics.items():
@@ -154,3 +154,67 @@ def test_exported_folder_reproduces_the_cell_scores_in_the_lab(tmp_path: Path) -
     stock = SentenceTransformer(str(written.folder), device="cpu").encode(data.sentences1[:20])
     lab = submodels.truncate(submodels.encode_all_layers(loaded.model, data.sentences1[:20], [3])[3], 128)
     assert _cosines(stock, lab).min() >= 0.9999
+
+
+def test_cli_export_prints_the_folder_registers_it_and_cards_the_scores(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = build_tiny_checkpoint(tmp_path / "tiny", layers=3)
+    sts = tmp_path / "pairs.tsv"
+    rows = ["sentence1\tsentence2\tscore"]
+    rows += [f"{a}\t{b}\t{s}" for a, b, s in zip(TEXTS, reversed(TEXTS), [1.0, 2.5, 4.0, 0.5], strict=True)]
+    sts.write_text("\n".join(rows) + "\n")
+    home = tmp_path / "home"
+    env = {**os.environ, "MLAB_HOME": str(home), "MLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'lab.db'}"}
+    env["MLAB_CACHE_DIR"] = str(tmp_path / "cache")
+    repo = Path(__file__).resolve().parents[1]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "core", *args],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    evaluated = cli(
+        "evaluate",
+        "--checkpoint",
+        str(folder),
+        "--dataset",
+        str(sts),
+        "--dims",
+        "16",
+        "--backend",
+        "onnx",
+        "--json",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    stored = {
+        r["metric"]: r["value"] for r in json.loads(evaluated.stdout) if (r["layer"], r["dim"]) == (2, 16)
+    }
+    out = cli("export", "--checkpoint", str(folder), "--layer", "2", "--dim", "16", "--backend", "onnx")
+    assert out.returncode == 0, out.stderr
+    exported = Path(out.stdout.strip().splitlines()[-1])
+    assert exported.parent == home / "exports" and (exported / "onnx" / "model.onnx").is_file()
+    card = (exported / "README.md").read_text()
+    assert f"| cosine_spearman | {stored['cosine_spearman']:.4f} |" in card
+    listed = cli("checkpoints", "--json")
+    assert str(exported) in {r["name"] for r in json.loads(listed.stdout)}  # registered: on every page
+    again = cli("export", "--checkpoint", str(folder), "--layer", "2", "--dim", "16", "--backend", "onnx")
+    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
+        f"error: output folder {str(exported)!r} already exists and is not empty; choose another"
+    ]
+    for args, message in (
+        (("--layer", "4", "--dim", "16"), "error: layer 4 is outside this checkpoint's layers 1..3"),
+        (("--layer", "2", "--dim", "64"), "error: dim 64 is outside this checkpoint's dims 1..48"),
+        (("--layer", "2", "--dim", "16", "--backend", "coreml"), "error: unknown backend 'coreml'"),
+    ):
+        bad = cli("export", "--checkpoint", str(folder), "--output", str(tmp_path / "x"), *args)
+        assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(message), bad.stderr
+    assert not (tmp_path / "x").exists()
+    assert sorted(p.name for p in (home / "exports").iterdir()) == [exported.name]

@@ -33,6 +33,7 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict[str, Any]]:
             progress=tqdm_progress(not args.quiet),
             recompute=args.recompute,
             engine=args.engine,
+            backend=args.backend,
         )
     # The evaluate --json contract is exactly these keys (results --json may add more).
     rows = [
@@ -80,6 +81,11 @@ def add_parser(sub: Any) -> None:
         choices=("local", "ray"),
         default="local",
         help="encode texts here (local) or on a Ray cluster (RAY_ADDRESS, else a local one); see docs/SCALE.md",
+    )
+    ev.add_argument(
+        "--backend",
+        default="torch",
+        help="what runs the encoder: torch (float32, the reference), torch-bf16, onnx, onnx-int8",
     )
     ev.add_argument("--json", action="store_true", help="print results as JSON on stdout (nothing else)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")

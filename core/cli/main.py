@@ -18,10 +18,10 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from common.errors import LabError
-from core.cli import cost, grid, mteb, significance, train
+from core.cli import cost, export, grid, mteb, significance, train
 from core.cli.output import print_rows
 
-SUBCOMMAND_MODULES = (grid, cost, train, significance, mteb)
+SUBCOMMAND_MODULES = (grid, cost, train, significance, mteb, export)
 
 
 class LabArgumentParser(argparse.ArgumentParser):

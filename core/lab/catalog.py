@@ -12,7 +12,7 @@ from common.jsonsafe import nan_to_none
 from core import checkpoints, datasets
 from storage import db, repository
 
-RESULT_KEYS = ("checkpoint", "dataset", "layer", "dim", "precision", "metric", "value")
+RESULT_KEYS = ("checkpoint", "dataset", "layer", "dim", "precision", "metric", "value", "backend")
 
 
 class CatalogError(LabError):
@@ -38,10 +38,20 @@ def result_rows(
                 "checkpoint_fingerprint": rec.get("checkpoint_fp"),
                 "dataset_fingerprint": rec.get("dataset_fp"),
                 "run_id": None if rec.get("run_id") is None else int(rec["run_id"]),
+                "backend": rec.get("backend") or "torch",
             }
         )
     rows.sort(
-        key=lambda r: (r["checkpoint"], r["dataset"], r["precision"], r["layer"], r["dim"], r["metric"])
+        key=lambda r: (
+            r["checkpoint"],
+            r["dataset"],
+            r["backend"] != "torch",
+            r["backend"],
+            r["precision"],
+            r["layer"],
+            r["dim"],
+            r["metric"],
+        )
     )
     return rows
 
@@ -75,7 +85,7 @@ def stored_results(
     with session_factory() as s:
         checkpoint_fp = _fingerprint(s, "checkpoint", checkpoint)
         dataset_fp = _fingerprint(s, "dataset", dataset)
-        frame = repository.results_frame(s, checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp)
+        frame = repository.results_frame(s, checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, backend=None)
     return result_rows(frame)
 
 

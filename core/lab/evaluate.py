@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from common import settings
-from core import checkpoints, datasets, metrics, provenance, submodels
+from core import backends, checkpoints, datasets, metrics, provenance, submodels
 from core.lab import registry
 from core.lab.runs import run_lifecycle
 from core.scoring import (
@@ -56,15 +56,18 @@ def evaluate_grid(
     progress: ProgressFn | None = None,
     recompute: bool = False,
     engine: str = "local",
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> GridReport:
     """Evaluate (and store) every requested cell that is not stored yet; return all requested cells.
 
     A second call with the same checkpoint and dataset runs no forward pass: stored cells are read back,
     and missing cells of already-encoded layers come from the embedding cache. ``engine="ray"`` encodes
-    missing texts on a Ray cluster (core/ray_engine) into the same cache entries.
+    missing texts on a Ray cluster (core/ray_engine) into the same cache entries. ``backend`` says
+    what runs the encoder (core/backends); it is part of every stored cell's key.
     """
 
     check_engine(engine)
+    backends.check_backend(backend)
     precision_list = parse_precisions(list(precisions))
     loaded = (
         checkpoints.load(checkpoint)
@@ -82,7 +85,9 @@ def evaluate_grid(
 
     with factory() as s, s.begin():
         done = (
-            set() if recompute else repository.done_cells(s, info.fingerprint, dataset_fp, spec.split, main)
+            set()
+            if recompute
+            else repository.done_cells(s, info.fingerprint, dataset_fp, spec.split, main, backend)
         )
         todo = [c for c in cells if (c.layer, c.dim, c.precision) not in done]
         if settings.read_only():
@@ -93,16 +98,16 @@ def evaluate_grid(
     run_id: int | None = None
     encoded = 0
     if todo:
-        run_id = _open_run(factory, info, dataset_fp, cells, len(todo))
+        run_id = _open_run(factory, info, dataset_fp, cells, len(todo), backend)
         with run_lifecycle(factory, run_id):
             encoded = _compute_and_store(
-                factory, run_id, loaded, spec, dataset_fp, data, cells, todo, cache, progress, engine
+                factory, run_id, loaded, spec, dataset_fp, data, cells, todo, cache, progress, engine, backend
             )
     elif progress:
         progress("score", len(cells), len(cells))
     with factory() as s:
         frame = repository.results_frame(
-            s, checkpoint_fp=info.fingerprint, dataset_fp=dataset_fp, split=spec.split
+            s, checkpoint_fp=info.fingerprint, dataset_fp=dataset_fp, split=spec.split, backend=backend
         )
     wanted = {(c.layer, c.dim, c.precision) for c in cells}
     if not frame.empty:
@@ -138,10 +143,11 @@ def _open_run(
     dataset_fp: str,
     cells: Sequence[SubModel],
     n_todo: int,
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> int:
     """Resume the latest interrupted/failed run of the same grid, or start a new one; return its id."""
 
-    params = _run_params(cells)
+    params = _run_params(cells, backend)
     already = len(cells) - n_todo
     with factory() as s, s.begin():
         previous = repository.find_resumable_run(s, "evaluate", info.fingerprint, dataset_fp, params)
@@ -174,10 +180,11 @@ def _compute_and_store(
     cache: submodels.EmbeddingCache,
     progress: ProgressFn | None,
     engine: str = "local",
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> int:
     """Score and store each cell of ``todo`` in its own transaction; return the number of texts encoded."""
 
-    pooled = encode_dataset(loaded, data, dataset_layers(todo), cache, progress, engine)
+    pooled = encode_dataset(loaded, data, dataset_layers(todo), cache, progress, engine, backend)
     done = len(cells) - len(todo)
     info = loaded.info
     for scored in score_cells(info, data, pooled, todo):
@@ -190,7 +197,7 @@ def _compute_and_store(
             "precision": scored.sub.precision,
         }
         rows = [
-            repository.ResultRow(**cell, metric=name, value=float(value))
+            repository.ResultRow(**cell, metric=name, value=float(value), backend=backend)
             for name, value in scored.metrics.items()
         ]
         with factory() as s, s.begin():  # one transaction per cell
@@ -203,6 +210,7 @@ def _compute_and_store(
                     kind=kind,
                     ids=scored.item_ids,
                     values=values,
+                    backend=backend,
                 )
             done += 1
             repository.record_progress(s, run_id, done)
@@ -211,9 +219,12 @@ def _compute_and_store(
     return sum(p.encoded for p in pooled.values())
 
 
-def _run_params(cells: Sequence[SubModel]) -> dict[str, Any]:
-    return {
+def _run_params(cells: Sequence[SubModel], backend: str = backends.DEFAULT_BACKEND) -> dict[str, Any]:
+    params: dict[str, Any] = {
         "layers": sorted({c.layer for c in cells}),
         "dims": sorted({c.dim for c in cells}),
         "precisions": sorted({c.precision for c in cells}),
     }
+    if backend != backends.DEFAULT_BACKEND:  # torch runs keep their params, so old runs still resume
+        params["backend"] = backend
+    return params

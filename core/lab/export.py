@@ -21,8 +21,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import backends, checkpoints, export, provenance, registry, settings
-from storage import cost_repository, db, repository
+from common import settings
+from core import backends, checkpoints, export, provenance
+from core.lab import registry
+from storage import cost_repository, repository
 
 COST_COLUMNS = {  # stored encoding-cost column -> model card label
     "latency_ms_p50": "latency p50 (ms)",
@@ -102,7 +104,8 @@ def export_submodel(
     dim: int,
     backend: str = backends.DEFAULT_BACKEND,
     output: str | Path | None = None,
-    session_factory: sessionmaker[Session] | None = None,
+    *,
+    session_factory: sessionmaker[Session],
 ) -> ExportReport:
     """Write the (layer, dim) sub-model of ``checkpoint`` for ``backend`` and register it; see module doc.
 
@@ -117,7 +120,7 @@ def export_submodel(
     target = export.check_output(
         output if output is not None else export.default_output(exports_dir(), loaded, layer, dim, backend)
     )
-    factory = session_factory or db.init_db()
+    factory = session_factory
     facts = cell_facts(factory, loaded.info, layer, dim, backend)
     onnx_file = f"{export.ONNX_FOLDER}/{export.ONNX_FILES[backend]}" if backend in export.ONNX_FILES else None
     card = export.model_card(target.name, layer, dim, backend, facts, onnx_file)
@@ -149,7 +152,8 @@ def export_zip(
     layer: int,
     dim: int,
     backend: str = backends.DEFAULT_BACKEND,
-    session_factory: sessionmaker[Session] | None = None,
+    *,
+    session_factory: sessionmaker[Session],
 ) -> tuple[str, bytes, ExportReport]:
     """Export into the lab's exports folder and return (zip name, zip bytes, report).
 
@@ -176,11 +180,11 @@ def export_zip(
             shutil.rmtree(target, ignore_errors=True)
             base.rename(target)
             try:
-                report = export_submodel(loaded, layer, dim, backend, base, session_factory)
+                report = export_submodel(loaded, layer, dim, backend, base, session_factory=session_factory)
             except BaseException:
                 target.rename(base)
                 raise
             shutil.rmtree(target, ignore_errors=True)
             return f"{report.folder.name}.zip", zip_folder(report.folder), report
-    report = export_submodel(loaded, layer, dim, backend, target, session_factory)
+    report = export_submodel(loaded, layer, dim, backend, target, session_factory=session_factory)
     return f"{report.folder.name}.zip", zip_folder(report.folder), report
