@@ -346,6 +346,30 @@ def runner_for(
         return _runners[key]
 
 
+def layer_graph(
+    truncated: SentenceTransformer, fingerprint: str, backend: str, root: str | Path | None = None
+) -> Path:
+    """The cached ONNX graph (last hidden state only) of a truly truncated copy, for ``backend``.
+
+    ``truncated`` must have exactly the layers wanted (cost measurement of a k-layer sub-model); the file
+    is keyed by the source checkpoint's fingerprint and that layer count.
+    """
+    if backend not in ONNX_BACKENDS:
+        raise BackendError(f"backend {backend!r} has no ONNX graph")
+    layers = int(truncated[0].auto_model.config.num_hidden_layers)
+    folder = graph_dir(root) / f"{fingerprint[:32]}-v{GRAPH_VERSION}"
+    float_graph = folder / f"layers-{layers}.onnx"
+    with _graph_lock:
+        if not float_graph.is_file():
+            export_all_layers(truncated, float_graph, outputs="last")
+        if backend == ONNX_INT8:
+            int8_graph = folder / f"layers-{layers}-qint8.onnx"
+            if not int8_graph.is_file():
+                quantize_int8(float_graph, int8_graph)
+            return int8_graph
+    return float_graph
+
+
 def clear_runners() -> None:
     """Forget the per-process ONNX sessions (tests; a changed graph folder)."""
     with _graph_lock:

@@ -72,7 +72,14 @@ _INT_COLUMNS = {
     "bytes_per_vector",
     "index_bytes",
 }
-ENCODING_COLUMNS: tuple[str, ...] = (*ENCODING_KEY, *ENCODING_VALUES, "machine", "run_id", "measured_at")
+ENCODING_COLUMNS: tuple[str, ...] = (
+    *ENCODING_KEY,
+    *ENCODING_VALUES,
+    "machine",
+    "run_id",
+    "measured_at",
+    "details",
+)
 SEARCH_COLUMNS: tuple[str, ...] = (*SEARCH_KEY, *SEARCH_VALUES, "machine", "run_id", "measured_at")
 
 
@@ -186,7 +193,7 @@ def _frame(rows: list[tuple[Any, ...]], columns: tuple[str, ...]) -> pd.DataFram
             frame[name] = frame[name].astype("Int64")
         elif name == "measured_at":
             frame[name] = pd.to_datetime(frame[name], utc=True)
-        elif name not in {"machine", *ENCODING_KEY, *SEARCH_KEY}:
+        elif name not in {"machine", "details", *ENCODING_KEY, *SEARCH_KEY}:
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
     return frame
 
@@ -217,11 +224,14 @@ def _costs_frame(
         if wanted is not None:
             query = query.where(getattr(model, name) == wanted)
     query = query.order_by(*(getattr(model, name) for name in order))
-    names = columns[: len(columns) - 3]  # the last three: machine label, run id, measured at
+    details = columns[-1] == "details"  # encoding costs end with their details dict
+    stored = columns[:-1] if details else columns
+    names = stored[: len(stored) - 3]  # then: machine label, run id, measured at
     rows: list[tuple[Any, ...]] = []
     for cost, machine in s.execute(query):
         values = [getattr(cost, n) for n in (*names, "run_id", "measured_at")]
-        rows.append((*values[:-2], _machine_label(machine), values[-2], _aware(values[-1])))
+        row = (*values[:-2], _machine_label(machine), values[-2], _aware(values[-1]))
+        rows.append((*row, dict(cost.details or {})) if details else row)
     return _frame(rows, columns)
 
 

@@ -205,7 +205,7 @@ def test_backend_is_part_of_a_stored_cell(
         items = repository.get_item_scores(
             s,
             checkpoint_fp=tiny.info.fingerprint,
-            dataset_fp=onnx.dataset_fp,
+            dataset_fp=onnx.dataset_fingerprint,
             split=onnx.dataset.split,
             layer=3,
             dim=48,
@@ -259,3 +259,41 @@ def test_cli_backend_json_field_and_bad_backend(
     assert (
         bad.stderr.strip().splitlines()[-1].startswith("error: unknown backend 'tensorrt'; choose from torch")
     )
+
+
+def test_cost_is_measured_and_stored_per_backend(tiny: checkpoints.LoadedCheckpoint, tmp_path: Path) -> None:
+    from core.cost import measure_encoding
+    from core.lab.cost import measure_checkpoint_cost
+    from storage import db
+
+    measured = {
+        backend: measure_encoding(
+            tiny.model,
+            [1, 3],
+            repeats=3,
+            batch_repeats=2,
+            warmup=1,
+            backend=backend,
+            fingerprint="tiny-fp",
+            graph_root=str(tmp_path / "graphs"),
+        )
+        for backend in backends.BACKENDS
+    }
+    for backend, rows in measured.items():
+        assert [r.backend for r in rows] == [backend, backend]
+        assert all(r.latency_ms_p50 > 0 and r.throughput_per_s > 0 for r in rows)
+        assert rows[0].model_bytes < rows[1].model_bytes  # 1 layer ships less than 3
+    graphs = {p.name for p in (tmp_path / "graphs").rglob("*.onnx")}
+    assert graphs == {"layers-1.onnx", "layers-3.onnx", "layers-1-qint8.onnx", "layers-3-qint8.onnx"}
+    assert measured["onnx-int8"][1].model_bytes < measured["onnx"][1].model_bytes  # int8 weights
+    assert measured["torch"][1].model_bytes == measured["torch-bf16"][1].model_bytes  # autocast: fp32 weights
+
+    factory = db.init_db(f"sqlite:///{tmp_path / 'lab.db'}")
+    kwargs = dict(layers=[1, 2], repeats=2, batch_repeats=1, warmup=0, session_factory=factory)
+    torch_report = measure_checkpoint_cost(tiny, **kwargs)  # type: ignore[arg-type]
+    onnx_report = measure_checkpoint_cost(tiny, backend="onnx", **kwargs)  # type: ignore[arg-type]
+    assert onnx_report.measured == torch_report.measured == 2  # not served from the torch rows
+    assert set(onnx_report.encoding["backend"]) == {"onnx"}
+    assert all(d["model_bytes"] > 0 for d in onnx_report.encoding["details"])
+    again = measure_checkpoint_cost(tiny, backend="onnx", **kwargs)  # type: ignore[arg-type]
+    assert again.measured == 0 and again.reused == 2

@@ -43,6 +43,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--ann", default="", help="approximate indexes too: hnsw,ivf (knobs: hnsw:m=16:ef_search=128)"
     )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        help="what runs each k-layer sub-model: torch (float32), torch-bf16, onnx, onnx-int8 (default torch)",
+    )
     p.add_argument("--remeasure", action="store_true", help="measure again even when stored")
     p.add_argument("--json", action="store_true", help="print a JSON list on stdout (nothing else)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -64,6 +69,8 @@ def cost_rows(report: CostReport) -> list[dict[str, Any]]:
             threads=report.machine.torch_threads,
             machine_fingerprint=report.machine.fingerprint,
             machine=report.machine.label,
+            backend=rec.get("backend", "torch"),
+            model_bytes=json_ready((rec.get("details") or {}).get("model_bytes")),
         )
         layer_rows.append(row)
     if report.dataset_fp is None:
@@ -120,6 +127,7 @@ def cmd_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
             rescore=args.rescore,
             ann_specs=ann_specs,
             remeasure=args.remeasure,
+            backend=args.backend,
             session_factory=open_store(),
             progress=tqdm_progress(not args.quiet),
         )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core import backends, submodels
 from core.cost.flops import check_layers, encoder_shape, flops_per_token, layer_stack, params_used
 from core.cost.keys import CostError, ProgressFn
 
@@ -67,6 +68,37 @@ def synthetic_features(model: SentenceTransformer, batch_size: int, seq_len: int
     return features
 
 
+def encode_fn(
+    truncated: SentenceTransformer, fingerprint: str, backend: str, graph_root: str | None = None
+) -> tuple[Callable[[dict[str, Any]], Any], int]:
+    """``(features -> sentence embeddings, model bytes)`` of a truncated copy on ``backend``: what a
+    deployment of that sub-model runs per batch (its encoder and the checkpoint's pooling/post-modules).
+
+    Model bytes: the float32 weights for the torch backends (bf16 autocast keeps float32 weights), the
+    graph file for the ONNX ones (``core.backends.layer_graph``, exported once per layer count).
+    """
+    import torch
+
+    backends.check_backend(backend)
+    if backend in (backends.TORCH, backends.TORCH_BF16):
+        weights = sum(t.numel() * t.element_size() for t in truncated.state_dict().values())
+        if backend == backends.TORCH:
+            return (lambda features: truncated(dict(features))), weights
+
+        def bf16(features: dict[str, Any]) -> Any:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return truncated(dict(features))
+
+        return bf16, weights
+    graph = backends.layer_graph(truncated, fingerprint, backend, graph_root)
+    runner = backends.OnnxRunner(graph, backend)
+
+    def run(features: dict[str, Any]) -> Any:
+        return submodels.pool_hidden_states(truncated, features, runner(features), [0])[0]
+
+    return run, graph.stat().st_size
+
+
 @dataclass(frozen=True)
 class EncodingCost:
     """Measured and analytic encoding cost of the first ``layer`` layers (one batch size, one seq length)."""
@@ -86,6 +118,8 @@ class EncodingCost:
     threads: int
     latency_ms_min: float = math.nan  # fastest single query (least disturbed by other load)
     batch_ms_min: float = math.nan  # fastest batch
+    backend: str = backends.DEFAULT_BACKEND
+    model_bytes: int = 0  # what the sub-model ships: k-layer float32 weights, or its ONNX graph file
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
@@ -107,6 +141,9 @@ def measure_encoding(
     batch_repeats: int = 5,
     warmup: int = 3,
     progress: ProgressFn | None = None,
+    backend: str = backends.DEFAULT_BACKEND,
+    fingerprint: str = "unregistered",
+    graph_root: str | None = None,
 ) -> list[EncodingCost]:
     """Latency (batch 1) and throughput (``batch_size``) of a truly truncated copy per layer, round-robin.
 
@@ -119,6 +156,8 @@ def measure_encoding(
         batch_repeats: timed batches per layer.
         warmup: untimed runs per layer before timing (each of single and batch).
         progress: called with ("latency", done, total) and ("throughput", done, total).
+        backend: what runs the sub-model (core/backends); ONNX graphs of each k-layer copy are exported
+            once per (``fingerprint``, k) into ``graph_root`` (default: the lab's graph folder).
     """
     import torch  # heavy: imported on first use
 
@@ -133,6 +172,12 @@ def measure_encoding(
     single = synthetic_features(model, 1, seq_len)
     batch = synthetic_features(model, batch_size, seq_len)
     copies = {layer: truncated_sharing_weights(model, layer).eval() for layer in wanted}
+    try:
+        runs = {
+            layer: encode_fn(copies[layer], fingerprint, backend, graph_root) for layer in wanted
+        }  # layer -> (callable, model bytes)
+    except backends.BackendError as exc:
+        raise CostError(str(exc)) from None
     latencies: dict[int, list[float]] = {layer: [] for layer in wanted}
     batch_times: dict[int, list[float]] = {layer: [] for layer in wanted}
     with torch.inference_mode():
@@ -142,11 +187,11 @@ def measure_encoding(
         ):
             for layer in wanted:
                 for _ in range(warmup if phase == "latency" else min(warmup, 1)):
-                    copies[layer](dict(feats))
+                    runs[layer][0](feats)
             for r in range(n_rounds):
                 order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]  # rotate the visiting order
                 for layer in order:
-                    out[layer].append(timed(lambda c=copies[layer], f=feats: c(dict(f))))  # type: ignore[misc]
+                    out[layer].append(timed(lambda c=runs[layer][0], f=feats: c(f)))  # type: ignore[misc]
                 if progress:
                     progress(phase, r + 1, n_rounds)
     threads = int(torch.get_num_threads())
@@ -171,6 +216,8 @@ def measure_encoding(
                 threads=threads,
                 latency_ms_min=float(lat_ms.min()),
                 batch_ms_min=float(np.min(batch_times[layer]) * 1e3),
+                backend=backend,
+                model_bytes=int(runs[layer][1]),
             )
         )
     return results

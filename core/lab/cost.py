@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from common import settings
-from core import checkpoints, datasets, provenance, quantize, submodels
+from core import backends, checkpoints, datasets, provenance, quantize, submodels
 from core.ann import AnnSpec
 from core.checkpoints import CheckpointSpec, LoadedCheckpoint
 from core.cost import (
@@ -69,13 +69,20 @@ def measure_checkpoint_cost(
     session_factory: sessionmaker[Session],
     cache: Any = None,
     progress: ProgressFn | None = None,
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> CostReport:
     """Measure (or reuse stored) encoding cost per layer and, with ``dataset``, search cost per cell.
 
     Stored rows are keyed by the machine fingerprint of this process (torch's current thread count
     included): a second call on the same machine reuses them unless ``remeasure``. Search is measured on
     the full layer's embeddings of the dataset's corpus and judged queries (retrieval datasets only).
+    ``backend`` (core/backends) says what runs each k-layer sub-model; encoding costs are stored per
+    backend, with the bytes the sub-model ships (weights or ONNX graph) in their details.
     """
+    try:
+        backends.check_backend(backend)
+    except backends.BackendError as exc:
+        raise CostError(str(exc)) from None
 
     factory = session_factory
     loaded: LoadedCheckpoint | None = None
@@ -111,7 +118,7 @@ def measure_checkpoint_cost(
 
     with factory() as s:
         stored_enc = cost_repository.encoding_costs_frame(
-            s, info.fingerprint, machine.fingerprint, batch_size, seq_len
+            s, info.fingerprint, machine.fingerprint, batch_size, seq_len, backend
         )
         stored_search = (
             cost_repository.search_costs_frame(s, info.fingerprint, dataset_fp, machine.fingerprint)
@@ -162,6 +169,8 @@ def measure_checkpoint_cost(
                 "ann": [a.to_dict() for a in ann_specs],
                 "machine_fp": machine.fingerprint,
             }
+            if backend != backends.DEFAULT_BACKEND:
+                params["backend"] = backend
             run_id = repository.start_run(
                 s,
                 "cost",
@@ -174,7 +183,16 @@ def measure_checkpoint_cost(
         with run_lifecycle(factory, run_id):
             if todo_layers:
                 costs = measure_encoding(
-                    loaded.model, todo_layers, batch_size, seq_len, repeats, batch_repeats, warmup, progress
+                    loaded.model,
+                    todo_layers,
+                    batch_size,
+                    seq_len,
+                    repeats,
+                    batch_repeats,
+                    warmup,
+                    progress,
+                    backend=backend,
+                    fingerprint=info.fingerprint,
                 )
                 rows = [
                     {
@@ -187,6 +205,7 @@ def measure_checkpoint_cost(
                             "tokenization": "excluded",
                             "latency_ms_min": c.latency_ms_min,
                             "batch_ms_min": c.batch_ms_min,
+                            "model_bytes": c.model_bytes,
                         },
                     }
                     for c in costs
@@ -230,7 +249,7 @@ def measure_checkpoint_cost(
                     repository.record_progress(s, run_id, measured)
     with factory() as s:
         enc = cost_repository.encoding_costs_frame(
-            s, info.fingerprint, machine.fingerprint, batch_size, seq_len
+            s, info.fingerprint, machine.fingerprint, batch_size, seq_len, backend
         )
         enc = enc[enc["layer"].isin(wanted_layers)].reset_index(drop=True)
         search = cost_repository.search_costs_frame(s, info.fingerprint, dataset_fp, machine.fingerprint)
