@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import actions, explore_widgets, guards, insight_views, pickers, resources, state
+from ui import actions, backend_widgets, explore_widgets, guards, insight_views, pickers, resources, state
 
 TITLE = "Explore the layer x dim grid"
 
@@ -14,7 +14,8 @@ records = resources.checkpoints()
 guards.need_checkpoints(records, TITLE)
 ckpt = pickers.checkpoint(records, "explore_checkpoint")
 choice = pickers.dataset(resources.dataset_choices(), "explore_dataset")
-frame = resources.results(ckpt.fingerprint, choice.fingerprint)
+backend = backend_widgets.picker([ckpt.fingerprint], choice.fingerprint, "explore_backend")
+frame = resources.results(ckpt.fingerprint, choice.fingerprint, backend=backend)
 metric = pickers.metric(choice.kind, frame, "explore_metric")
 precision = pickers.precision(frame, "explore_precision")
 
@@ -31,12 +32,12 @@ missing = views.missing_cells(frame, metric, planned, precision)
 pivot = views.grid_pivot(frame, metric, precision)
 if pivot.empty:
     st.info(
-        f"**{ckpt.name}** has no {precision} results on **{choice.name}** yet: evaluate its grid "
+        f"**{ckpt.name}** has no {precision} results on **{choice.name}** ({backend}) yet: evaluate its grid "
         f"({num_layers} layers x {len(grid_dims)} dims, stored for next time).",
         icon=":material/info:",
     )
     actions.compute_button(
-        "Evaluate the grid now", "explore_evaluate", ckpt.name, choice, None, None, [precision], True
+        "Evaluate the grid now", "explore_evaluate", ckpt.name, choice, None, None, [precision], True, backend
     )
     st.stop()
 share = views.share_of_full(pivot, views.cell_value(frame, metric, full, "float32"))
@@ -52,6 +53,10 @@ with controls:
     if (layer, dim) in stored_cells:
         explore_widgets.cell_panel(frame, (layer, dim), full, choice.kind, metric, precision)
         explore_widgets.latency_panel(ckpt, layer)
+        backend_widgets.deviation(
+            ckpt.fingerprint, choice.fingerprint, (layer, dim), metric, precision, backend
+        )
+        backend_widgets.export_button(ckpt.name, (layer, dim), backend, "explore_export")
     else:
         st.warning(
             f"Sub-model ({layer}, {dim}) at {precision} is not evaluated yet.", icon=":material/warning:"
@@ -64,6 +69,7 @@ with controls:
             [layer],
             [dim],
             [precision],
+            backend=backend,
         )
 
 with chart:
@@ -88,6 +94,7 @@ with chart:
             sorted({k for k, _ in missing}),
             sorted({d for _, d in missing}),
             [precision],
+            backend=backend,
         )
 
 by_dim, by_layer = st.tabs(["Metric vs dims, one line per layer", "Metric vs layers, one line per dim"])
@@ -95,6 +102,6 @@ for tab, fig, key in ((by_dim, figures.metric_vs_dim(pivot, metric), "explore_vs
                       (by_layer, figures.metric_vs_layer(pivot, metric), "explore_vs_layer")):  # fmt: skip
     fig.update_layout(title={"text": title}, margin={"t": 40})
     tab.plotly_chart(fig, key=key, config={"displaylogo": False})
-if (layer, dim) in stored_cells:  # per pair / per query, from stored scores
+if (layer, dim) in stored_cells and backend == "torch":  # per pair / per query, from stored scores
     insight_views.losses_section(ckpt, records, choice, (layer, dim), precision, metric)
 actions.evaluate_more(ckpt.name, choice, "explore", precision)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, submodels, views
-from ui import actions, guards, insight_views, pickers, reference_views, resources, state
+from ui import actions, backend_widgets, guards, insight_views, pickers, reference_views, resources, state
 
 TITLE = "Accuracy vs cost"
 
@@ -23,6 +23,9 @@ metric = pickers.metric(choice.kind, both, "curves_metric")
 stored_precisions = [p for p in submodels.PRECISIONS if p in set(both.get("precision", ()))] or ["float32"]
 state.bind_multi("curves_precisions", None, stored_precisions, [state.get("precision") or "float32"])
 precisions = st.sidebar.multiselect("Precisions", stored_precisions, key="curves_precisions")
+backend_list = backend_widgets.multi_picker(
+    [r.fingerprint for r in chosen], choice.fingerprint, "curves_backends"
+)
 
 # ---- title
 st.title(TITLE)
@@ -33,11 +36,9 @@ if not chosen:
     st.info("Pick at least one checkpoint in the sidebar.", icon=":material/info:")
     st.stop()
 names = pickers.short_names(chosen)
-frame = both.assign(checkpoint=both["checkpoint_fp"].map(names))
 diagonals = {r.fingerprint: submodels.default_diagonal(r.num_layers, r.embedding_dim) for r in chosen}
-points = views.curve_points(frame, metric, diagonals, precisions or stored_precisions)
-points = views.with_measured_costs(
-    points, resources.measured_costs([r.fingerprint for r in chosen], dataset_fp=choice.fingerprint)
+points = backend_widgets.curve_points(
+    chosen, choice.fingerprint, metric, precisions or stored_precisions, backend_list, names, diagonals
 )
 axes = {axis.column: axis for axis in views.cost_axes(points)}
 
@@ -91,6 +92,9 @@ st.dataframe(
         metric: st.column_config.NumberColumn(figures.metric_label(metric), format="%.4f"),
         axis.column: st.column_config.NumberColumn(axis.label),
     },
+)
+backend_widgets.export_choice(
+    shown[front], {r.fingerprint: actions.checkpoint_name(r) for r in chosen}, "curves_export"
 )
 download = shown.assign(pareto=front).drop(columns=["checkpoint_fp"]).rename(columns={"value": metric})
 st.download_button(

@@ -728,6 +728,15 @@ def results_frame(
     return frame
 
 
+def stored_backends(s: Session, checkpoint_fp: str, dataset_fp: str | None = None) -> list[str]:
+    """Backends with stored results of a checkpoint (on one dataset when given), torch first."""
+    query = select(Result.backend).where(Result.checkpoint_fp == checkpoint_fp).distinct()
+    if dataset_fp is not None:
+        query = query.where(Result.dataset_fp == dataset_fp)
+    found = {str(b) for b in s.scalars(query)}
+    return sorted(found, key=lambda b: (b != DEFAULT_BACKEND, b))
+
+
 def done_cells(
     s: Session,
     checkpoint_fp: str,

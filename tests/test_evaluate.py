@@ -229,7 +229,7 @@ def test_cli_evaluate_json_contract_and_results(tiny_folder: Path, sts_file: Pat
     key = lambda r: (r["layer"], r["dim"], r["metric"])  # noqa: E731
     assert sorted((key(r), r["value"]) for r in stored) == sorted((key(r), r["value"]) for r in rows)
     csv_out = _cli("results", "--format", "csv", env_home=tmp_path)
-    assert csv_out.stdout.splitlines()[0] == "checkpoint,dataset,layer,dim,precision,metric,value"
+    assert csv_out.stdout.splitlines()[0] == "checkpoint,dataset,layer,dim,precision,metric,value,backend"
 
 
 def test_cli_user_errors_are_one_line(tmp_path: Path, sts_file: Path) -> None:

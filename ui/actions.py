@@ -29,9 +29,10 @@ def evaluate_with_progress(
     layers: Sequence[int] | None = None,
     dims: Sequence[int] | None = None,
     precisions: Sequence[str] = ("float32",),
+    backend: str = "torch",
 ) -> GridReport:
-    """Evaluate (and store) a grid, drawing a progress bar with counts, elapsed time and time left; dims
-    default to the default grid plus the Starbucks diagonal dims."""
+    """Evaluate (and store) a grid on ``backend``, drawing a progress bar with counts, elapsed time and
+    time left; dims default to the default grid plus the Starbucks diagonal dims."""
     bar = progress_bar.Bar(f"Loading checkpoint {checkpoint} ...")
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -50,6 +51,7 @@ def evaluate_with_progress(
             session_factory=resources.session_factory(),
             cache=submodels.EmbeddingCache(),
             progress=progress,
+            backend=backend,
         )
     finally:
         resources.bump()
@@ -134,6 +136,7 @@ def compute_button(
     dims: Sequence[int] | None = None,
     precisions: Sequence[str] = ("float32",),
     primary: bool = False,
+    backend: str = "torch",
 ) -> None:
     """A button that evaluates (and stores) the given cells with a progress bar, then redraws the page.
 
@@ -148,7 +151,7 @@ def compute_button(
     if not st.button(label, key=key, type="primary" if primary else "secondary"):
         return
     with errors.user_errors(f"evaluating {checkpoint} on {dataset.name}"):
-        evaluate_with_progress(checkpoint, dataset.spec, layers, dims, precisions)
+        evaluate_with_progress(checkpoint, dataset.spec, layers, dims, precisions, backend)
         st.rerun()
 
 

@@ -71,17 +71,33 @@ def checkpoints() -> list[CheckpointRecord]:
 
 @st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
 def _results(
-    url: str, gen: int, checkpoint_fp: str | None, dataset_fp: str | None, run_id: int | None
+    url: str, gen: int, checkpoint_fp: str | None, dataset_fp: str | None, run_id: int | None, backend: str
 ) -> pd.DataFrame:
-    return queries.results(_factory(url), checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id)
+    return queries.results(
+        _factory(url), checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id, backend=backend
+    )
 
 
 def results(
-    checkpoint_fp: str | None = None, dataset_fp: str | None = None, run_id: int | None = None
+    checkpoint_fp: str | None = None,
+    dataset_fp: str | None = None,
+    run_id: int | None = None,
+    backend: str = "torch",
 ) -> pd.DataFrame:
-    """Stored results (long format, ``repository.RESULT_COLUMNS``), filtered."""
+    """Stored results (long format, ``repository.RESULT_COLUMNS``) of one deployment backend, filtered."""
     session_factory()
-    return _results(settings.database_url(), _generation, checkpoint_fp, dataset_fp, run_id)
+    return _results(settings.database_url(), _generation, checkpoint_fp, dataset_fp, run_id, backend)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=32, show_spinner=False)
+def _stored_backends(url: str, gen: int, checkpoint_fp: str, dataset_fp: str | None) -> list[str]:
+    return queries.stored_backends(_factory(url), checkpoint_fp, dataset_fp)
+
+
+def stored_backends(checkpoint_fp: str, dataset_fp: str | None = None) -> list[str]:
+    """Deployment backends with stored results of a checkpoint (on a dataset), torch first."""
+    session_factory()
+    return _stored_backends(settings.database_url(), _generation, checkpoint_fp, dataset_fp)
 
 
 @st.cache_data(ttl=5, max_entries=8, show_spinner=False)
@@ -158,12 +174,14 @@ def dataset_by_fingerprint(fingerprint: str | None) -> DatasetChoice | None:
 
 @st.cache_data(ttl=TTL_S, max_entries=16, show_spinner=False)
 def _measured_costs(
-    url: str, gen: int, checkpoint_fps: tuple[str, ...], dataset_fp: str | None
+    url: str, gen: int, checkpoint_fps: tuple[str, ...], dataset_fp: str | None, backend: str
 ) -> pd.DataFrame:
-    return queries.measured_costs(_factory(url), checkpoint_fps, dataset_fp)
+    return queries.measured_costs(_factory(url), checkpoint_fps, dataset_fp, backend)
 
 
-def measured_costs(checkpoint_fps: list[str], dataset_fp: str | None = None) -> pd.DataFrame | None:
+def measured_costs(
+    checkpoint_fps: list[str], dataset_fp: str | None = None, backend: str = "torch"
+) -> pd.DataFrame | None:
     """Measured cost columns for curves (``views.MEASURED_COST_AXES``) keyed by checkpoint_fp/layer/dim/precision.
 
     From ``core.lab_cost.cost_frame`` (``python -m core cost`` or Curves' "Measure latency"): latency, throughput, FLOPs and params per layer
@@ -172,7 +190,9 @@ def measured_costs(checkpoint_fps: list[str], dataset_fp: str | None = None) -> 
     ``views.cost_axes``. None when nothing is measured for these checkpoints.
     """
     session_factory()
-    frame = _measured_costs(settings.database_url(), _generation, tuple(sorted(checkpoint_fps)), dataset_fp)
+    frame = _measured_costs(
+        settings.database_url(), _generation, tuple(sorted(checkpoint_fps)), dataset_fp, backend
+    )
     return None if frame.empty else frame
 
 

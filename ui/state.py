@@ -9,6 +9,7 @@ Shared keys (plain session-state values, never widget keys, so they survive page
 | ``dataset`` | a dataset name (built-in or registered) | ``?dataset=stsb-test`` |
 | ``metric`` | a metric key | ``?metric=cosine_spearman`` |
 | ``precision`` | a precision | ``?precision=float32`` |
+| ``backend`` | a deployment backend (torch, torch-bf16, onnx, onnx-int8) | ``?backend=onnx`` |
 
 On the first run of a session the URL wins (a shared link); afterwards session state wins and every
 page writes its values back to the URL (``publish``). Every other session-state key is prefixed with
@@ -28,7 +29,7 @@ from typing import Any
 
 import streamlit as st
 
-SHARED_KEYS: tuple[str, ...] = ("checkpoint", "checkpoints", "dataset", "metric", "precision")
+SHARED_KEYS: tuple[str, ...] = ("checkpoint", "checkpoints", "dataset", "metric", "precision", "backend")
 _URL_READ = "state_url_read"  # set of url keys already consumed this session
 _URL_PENDING = "state_url_pending"  # shared values taken from a link, not yet checked against a picker
 

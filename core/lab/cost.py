@@ -313,6 +313,7 @@ def cost_frame(
     seq_len: int | None = None,
     dims: Sequence[int] | None = None,
     index_kind: str = EXACT,
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> pd.DataFrame:
     """Stored costs, one row per (checkpoint_fp, layer, dim, precision), for joining onto result cells.
 
@@ -323,6 +324,7 @@ def cost_frame(
     tie); a checkpoint not measured there gets NaN. Search columns come from ``index_kind`` rows on that
     machine for ``dataset_fp`` (default: each checkpoint's most recently measured dataset);
     ``index_bytes`` is ``n_docs * bytes_per_vector`` for every cell once the corpus size is known.
+    Encoding columns are those measured on ``backend`` (core/backends).
     """
 
     fps = (
@@ -330,7 +332,7 @@ def cost_frame(
         if isinstance(checkpoint_fp, str)
         else (list(checkpoint_fp) if checkpoint_fp else None)
     )
-    enc = cost_repository.encoding_costs_frame(session, fps, machine_fp, batch_size, seq_len)
+    enc = cost_repository.encoding_costs_frame(session, fps, machine_fp, batch_size, seq_len, backend)
     config = _choose_config(enc)
     search_all = cost_repository.search_costs_frame(session, fps, dataset_fp, None, index_kind)
     chosen_machine = config[0] if config else machine_fp

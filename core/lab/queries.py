@@ -74,13 +74,24 @@ def results(
     checkpoint_fp: str | None = None,
     dataset_fp: str | None = None,
     run_id: int | None = None,
+    backend: str | None = "torch",
 ) -> pd.DataFrame:
-    """Stored results in long format (``repository.RESULT_COLUMNS``), filtered."""
+    """Stored results in long format (``repository.RESULT_COLUMNS``), filtered (``backend=None``: all)."""
     with factory() as s:
-        return repository.results_frame(s, checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id)
+        return repository.results_frame(
+            s, checkpoint_fp=checkpoint_fp, dataset_fp=dataset_fp, run_id=run_id, backend=backend
+        )
 
 
-def measured_costs(factory: Factory, checkpoint_fps: Iterable[str], dataset_fp: str | None) -> pd.DataFrame:
-    """Stored cost columns of these checkpoints (``core.lab.cost.cost_frame``); empty when none measured."""
+def stored_backends(factory: Factory, checkpoint_fp: str, dataset_fp: str | None = None) -> list[str]:
+    """Deployment backends with stored results of a checkpoint (on a dataset), torch first."""
     with factory() as s:
-        return lab_cost.cost_frame(s, list(checkpoint_fps), dataset_fp=dataset_fp)
+        return repository.stored_backends(s, checkpoint_fp, dataset_fp)
+
+
+def measured_costs(
+    factory: Factory, checkpoint_fps: Iterable[str], dataset_fp: str | None, backend: str = "torch"
+) -> pd.DataFrame:
+    """Stored cost columns of these checkpoints on ``backend`` (``core.lab.cost.cost_frame``); empty if none."""
+    with factory() as s:
+        return lab_cost.cost_frame(s, list(checkpoint_fps), dataset_fp=dataset_fp, backend=backend)

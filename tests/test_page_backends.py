@@ -1,0 +1,129 @@
+"""AppTest of the backend knob on Explore and Curves: picking a backend, the delta vs torch shown from
+the database, exporting the selected sub-model (hidden in read-only mode), one chart for two backends."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import views
+from core.lab.evaluate import evaluate_grid
+from storage import db, repository
+from tests.pagedata import STS_DATASET, Lab, build_lab
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPLORE = str(ROOT / "pages" / "1_Explore.py")
+CURVES = str(ROOT / "pages" / "3_Curves.py")
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    """The page-test lab plus tiny-3x48's grid on onnx-int8 (layers 2-3, dims 16 and 48)."""
+    folder = tmp_path_factory.mktemp("backendlab")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLAB_HOME", str(folder / "home"))
+        mp.setenv("MLAB_CACHE_DIR", str(folder / "embedding-cache"))
+        lab = build_lab(folder)
+        factory = db.init_db(lab.database_url)
+        evaluate_grid(
+            str(lab.checkpoints["tiny-3x48"]), lab.sts_spec, [2, 3], [16, 48],
+            session_factory=factory, backend="onnx-int8",
+        )  # fmt: skip
+        db.dispose_engines()
+    return lab
+
+
+@pytest.fixture
+def lab(lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+    copy = tmp_path / "lab-copy.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(str(lab_template.folder / "lab.sqlite3") + suffix)
+        if source.exists():
+            shutil.copy(source, str(copy) + suffix)
+    url = f"sqlite:///{copy}"
+    monkeypatch.setenv("MLAB_DATABASE_URL", url)
+    yield Lab(
+        lab_template.folder, url, lab_template.checkpoints, lab_template.sts_path, lab_template.sts_spec
+    )
+
+
+def app(path: str, **query: str) -> AppTest:
+    at = AppTest.from_file(path, default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def stored(lab: Lab, backend: str) -> pd.DataFrame:
+    factory = db.init_db(lab.database_url)
+    with factory() as s:
+        record = repository.get_checkpoint(s, str(lab.checkpoints["tiny-3x48"]))
+        assert record is not None
+        return repository.results_frame(s, checkpoint_fp=record.fingerprint, backend=backend)
+
+
+def test_explore_shows_the_backend_cell_and_its_delta_vs_torch(lab: Lab) -> None:
+    ckpt = str(lab.checkpoints["tiny-3x48"])
+    at = app(EXPLORE, checkpoint=ckpt, dataset=STS_DATASET, backend="onnx-int8", layer="3", dim="48")
+    no_errors(at)
+    assert at.selectbox(key="explore_backend").value == "onnx-int8"
+    int8 = views.cell_value(stored(lab, "onnx-int8"), "cosine_spearman", (3, 48))
+    reference = views.cell_value(stored(lab, "torch"), "cosine_spearman", (3, 48))
+    shown = next(m for m in at.metric if m.label == "cosine Spearman on onnx-int8 vs torch")
+    assert shown.value == f"{int8:.4f}" and shown.delta == f"{int8 - reference:+.4f}"
+    assert next(m.value for m in at.metric if m.label == "cosine Spearman") == f"{int8:.4f}"
+
+    at.button(key="explore_export").click().run()
+    no_errors(at)
+    download = at.get("download_button")[0]
+    assert "tiny-3x48-L3-D48-onnx-int8.zip" in download.proto.label
+    factory = db.init_db(lab.database_url)
+    with factory() as s:
+        names = [r.name for r in repository.list_checkpoints(s)]
+    assert any(name.endswith("tiny-3x48-L3-D48-onnx-int8") for name in names)  # registered
+
+
+def test_explore_offers_to_evaluate_a_backend_without_results(lab: Lab) -> None:
+    at = app(EXPLORE, checkpoint=str(lab.checkpoints["tiny-4x64"]), dataset=STS_DATASET, backend="onnx")
+    no_errors(at)
+    assert "(onnx) yet" in at.info[0].value
+    assert at.button(key="explore_evaluate").label == "Evaluate the grid now"
+
+
+def test_read_only_hides_the_export(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLAB_READ_ONLY", "1")
+    at = app(EXPLORE, checkpoint=str(lab.checkpoints["tiny-3x48"]), dataset=STS_DATASET, layer="3", dim="48")
+    no_errors(at)
+    assert not [b for b in at.button if b.key == "explore_export"]
+
+
+def test_curves_puts_two_backends_on_one_front(lab: Lab) -> None:
+    at = app(CURVES, dataset=STS_DATASET, checkpoints=str(lab.checkpoints["tiny-3x48"]))
+    no_errors(at)
+    at.multiselect(key="curves_backends").set_value(["torch", "onnx-int8"]).run()
+    no_errors(at)
+    front = next(d.value for d in at.dataframe if {"layer", "dim", "precision"} <= set(d.value.columns))
+    points = pd.concat(
+        [
+            views.curve_points(stored(lab, b).assign(checkpoint=b), "cosine_spearman", {})
+            for b in ("torch", "onnx-int8")
+        ],
+        ignore_index=True,
+    )
+    expected = points[views.pareto_front(points, "bytes_per_vector")]
+    assert sorted(
+        zip(front["layer"], front["dim"], front["cosine_spearman"].round(6), strict=True)
+    ) == sorted(zip(expected["layer"], expected["dim"], expected["value"].round(6), strict=True))
+    assert {str(c).rsplit(" ", 1)[-1] for c in front["checkpoint"]} <= {"[torch]", "[onnx-int8]"}
+    assert len(at.selectbox(key="curves_export_pick").options) == len(front)  # any front point exports
