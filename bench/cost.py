@@ -21,6 +21,14 @@ Sections (each can be skipped with ``--skip``), all in one process except the me
    RSS (VmHWM, which also counts the cache file's page-cache pages) against the cache size.
    ``--memory-model wide`` (default) is a random-weight 1-layer x 384 BERT (the default model's width,
    so the same bytes stream to disk per layer, in a fraction of the time); ``default`` uses the real one.
+6. ``backends``: each deployment backend (``--backends``: torch, torch-bf16, onnx, onnx-int8) on the
+   default checkpoint's Starbucks diagonal: latency at batch 1 and batch ``--latency-batch`` (p50/p95)
+   and throughput with the same harness as section 1 (``measure_encoding(backend=...)``, backends
+   measured in ``--backend-rounds`` alternating rounds, medians reported); then each cell exported
+   (``core.export.write_submodel``) and, per exported folder, the model file's bytes and the peak
+   memory (VmHWM) of a fresh process that loads just that folder the way it would be served (torch:
+   ``SentenceTransformer(folder)``; ONNX: ``onnxruntime`` + the folder's ``tokenizer.json``, no torch)
+   and encodes ``--backend-docs`` texts.
 
 Synthetic vectors: Gaussian with a decaying spectrum (dim i scaled by (1 + i)^-0.5, so leading dims
 carry more variance, as in Matryoshka embeddings), L2-normalized; queries are noisy copies of random
@@ -38,6 +46,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +59,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("latency", "synthetic", "real", "ann", "memory")
+SECTIONS = ("latency", "synthetic", "real", "ann", "memory", "backends")
 WORDS = [
     "wing",
     "flow",
@@ -556,6 +565,159 @@ def bench_memory(args: argparse.Namespace, out: list[str]) -> None:
     out.append("")
 
 
+# ---------------------------------------------------------------- 6. deployment backends
+
+
+def _synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [f"doc {i} " + " ".join(WORDS[j] for j in rng.integers(0, len(WORDS), 12)) for i in range(n)]
+
+
+def serve_child(folder: str, backend: str, n_docs: int, threads: int) -> dict[str, Any]:
+    """Runs in a fresh process: load an exported folder as it would be served, encode, report peak memory."""
+    texts = _synthetic_texts(n_docs)
+    start = time.perf_counter()
+    if backend in ("onnx", "onnx-int8"):
+        import numpy as np
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        info = json.loads((Path(folder) / "export_info.json").read_text())
+        pooling = json.loads((Path(folder) / "1_Pooling" / "config.json").read_text())
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(Path(folder) / info["onnx_file"]), options)
+        tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+        tokenizer.enable_padding()
+        tokenizer.enable_truncation(json.loads((Path(folder) / "sentence_bert_config.json").read_text())[
+            "max_seq_length"])  # fmt: skip
+        names = [i.name for i in session.get_inputs()]
+        for at in range(0, n_docs, 32):
+            batch = tokenizer.encode_batch(texts[at : at + 32])
+            feeds = {
+                "input_ids": np.array([e.ids for e in batch], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in batch], dtype=np.int64),
+            }
+            (hidden,) = session.run(None, {k: feeds[k] for k in names})
+            mask = feeds["attention_mask"][..., None].astype(np.float32)
+            if pooling.get("pooling_mode_cls_token"):
+                pooled = hidden[:, 0]
+            else:
+                pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+            _ = pooled[:, : info["dim"]]
+    else:
+        import contextlib
+
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
+        model = SentenceTransformer(folder, device="cpu")
+        autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if backend == "torch-bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            model.encode(texts, batch_size=32)
+    seconds = time.perf_counter() - start
+    return {"peak_rss_mib": _status_kb("VmHWM") / 1024, "seconds": seconds}
+
+
+def bench_backends(args: argparse.Namespace, out: list[str]) -> None:
+    import statistics
+
+    from core import backends, checkpoints, export, submodels
+    from core.cost import measure_encoding
+
+    loaded = checkpoints.load("default")
+    info = loaded.info
+    diagonal = submodels.default_diagonal(info.num_layers, info.embedding_dim)
+    layers = [k for k, _ in diagonal]
+    backend_list = backends.parse_backends(args.backends)
+    out.append("## 6. Deployment backends on the default checkpoint's diagonal\n")
+    by: dict[tuple[str, int], list[Any]] = {}
+    for round_no in range(args.backend_rounds):
+        order = backend_list[round_no % len(backend_list) :] + backend_list[: round_no % len(backend_list)]
+        for backend in order:
+            for c in measure_encoding(
+                loaded.model,
+                layers,
+                batch_size=args.latency_batch,
+                seq_len=32,
+                repeats=args.latency_repeats,
+                batch_repeats=args.latency_batch_repeats,
+                backend=backend,
+                fingerprint=info.fingerprint,
+            ):
+                by.setdefault((backend, c.layer), []).append(c)
+            print(f"[backends round {round_no + 1}: {backend}]", file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mlab-bench-backends-") as tmp:
+        for backend in backend_list:
+            for layer, dim in diagonal:
+                runs = by[(backend, layer)]
+
+                def med(name: str, runs: list[Any] = runs) -> float:
+                    return float(statistics.median(getattr(r, name) for r in runs))
+
+                folder = Path(tmp) / f"{backend}-{layer}-{dim}"
+                written = export.write_submodel(loaded, layer, dim, folder, backend)
+                model_file = folder / (written.onnx_file or "model.safetensors")
+                cmd = [sys.executable, __file__, "--serve-child", str(folder), "--serve-backend", backend,
+                       "--backend-docs", str(args.backend_docs), "--threads", str(args.threads)]  # fmt: skip
+                done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ.copy())
+                if done.returncode != 0:
+                    raise SystemExit(f"serve child failed:\n{done.stderr[-3000:]}")
+                served = json.loads(done.stdout.strip().splitlines()[-1])
+                rows.append(
+                    [
+                        backend,
+                        f"({layer}, {dim})",
+                        med("latency_ms_p50"),
+                        med("latency_ms_p95"),
+                        med("batch_ms_p50"),
+                        med("batch_ms_p95"),
+                        med("throughput_per_s"),
+                        model_file.stat().st_size / 2**20,
+                        served["peak_rss_mib"],
+                        args.backend_docs / served["seconds"],
+                    ]
+                )
+                shutil.rmtree(folder, ignore_errors=True)
+                print(rows[-1], file=sys.stderr)
+    out.append(
+        f"Sequence length 32 tokens, torch threads {args.threads} (ONNX Runtime intra-op threads the same). "
+        f"Latencies: medians over {args.backend_rounds} alternating rounds of the section-1 harness (each round "
+        f"{args.latency_repeats} single queries and {args.latency_batch_repeats} batches per layer, "
+        "round-robin); pooling and normalization included, tokenization excluded. 'model MiB' is the "
+        "file the exported folder serves from (model.safetensors, or its ONNX graph); 'served peak RSS' "
+        f"is the high-water mark of a fresh process that loads only that folder and encodes "
+        f"{args.backend_docs:,} short texts (batch 32, tokenization included), and 'served texts/s' its rate.\n"
+    )
+    out.append(
+        _table(
+            [
+                "backend",
+                "cell",
+                "batch 1 p50 ms",
+                "batch 1 p95 ms",
+                f"batch {args.latency_batch} p50 ms",
+                f"batch {args.latency_batch} p95 ms",
+                "texts/s",
+                "model MiB",
+                "served peak RSS MiB",
+                "served texts/s",
+            ],
+            rows,
+        )
+    )
+    out.append("")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -584,10 +746,18 @@ def main() -> None:
     parser.add_argument("--memory-model", choices=("wide", "default"), default="wide")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "cost.md"))
+    parser.add_argument("--backends", default="torch,torch-bf16,onnx,onnx-int8")
+    parser.add_argument("--backend-rounds", type=int, default=2)
+    parser.add_argument("--backend-docs", type=int, default=2000)
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-child", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-backend", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.serve_child is not None:  # subprocess of the backends section
+        print(json.dumps(serve_child(args.serve_child, args.serve_backend, args.backend_docs, args.threads)))
+        return
     if args.memory_child is not None:  # subprocess of the memory section
         print(
             json.dumps(memory_child(args.memory_child, args.memory_model, args.threads, Path(args.workdir)))
@@ -614,7 +784,7 @@ def main() -> None:
     changed = [
         f"--{name.replace('_', '-')} {value}"
         for name, value in sorted(vars(args).items())
-        if name not in {"out", "threads", "memory_child", "workdir", "skip"}
+        if name not in {"out", "threads", "memory_child", "workdir", "skip", "serve_child", "serve_backend"}
         and value != parser.get_default(name)
     ]
     machine = cost.current_machine()
@@ -640,6 +810,7 @@ def main() -> None:
         "real": bench_real,
         "ann": bench_ann,
         "memory": bench_memory,
+        "backends": bench_backends,
     }
     for name, run in sections.items():
         if name in skip:

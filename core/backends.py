@@ -29,9 +29,12 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from common import settings
 from common.errors import LabError
@@ -107,7 +110,7 @@ class TorchRunner:
         self.backend = TORCH_BF16 if bf16 else TORCH
 
     def __call__(self, features: dict[str, Any]) -> Sequence[torch.Tensor]:
-        import torch
+        import torch  # heavy: imported on first use
 
         encoder: Any = self.model[0].auto_model
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
@@ -121,7 +124,7 @@ class OnnxRunner:
     """An ONNX Runtime session of the all-layer graph (``export_all_layers``)."""
 
     def __init__(self, graph: Path, backend: str, threads: int | None = None) -> None:
-        import onnxruntime as ort  # heavy optional dependency, imported only for ONNX backends
+        import onnxruntime as ort  # heavy: optional dependency, imported only for ONNX backends
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or _torch_threads()
@@ -134,8 +137,7 @@ class OnnxRunner:
         self.graph = graph
 
     def __call__(self, features: dict[str, Any]) -> Sequence[torch.Tensor]:
-        import numpy as np
-        import torch
+        import torch  # heavy: imported on first use
 
         feeds = {}
         for name in self.input_names:
@@ -145,7 +147,7 @@ class OnnxRunner:
 
 
 def _torch_threads() -> int:
-    import torch
+    import torch  # heavy: imported on first use
 
     return max(1, torch.get_num_threads())
 
@@ -157,7 +159,7 @@ def graph_dir(root: str | Path | None = None) -> Path:
 
 def _export_module(encoder: Any, names: Sequence[str], last_only: bool) -> Any:
     """A torch module around the encoder returning every hidden state (or only the last): the export target."""
-    import torch
+    import torch  # heavy: imported on first use
 
     class EncoderOutputs(torch.nn.Module):
         def __init__(self) -> None:
@@ -187,7 +189,7 @@ def export_all_layers(
 
     Raises BackendError when the exporter cannot trace the encoder.
     """
-    import torch
+    import torch  # heavy: imported on first use
 
     path = Path(path)
     encoder: Any = model[0].auto_model
@@ -244,8 +246,7 @@ def verify_graph(
     The tracer records one path through the encoder's Python code; a graph that does not reproduce the
     encoder on new shapes is refused (BackendError) instead of silently giving other embeddings.
     """
-    import numpy as np
-    import torch
+    import torch  # heavy: imported on first use
 
     texts = ["x", "a much longer sentence than the one the exporter traced, so the shapes differ here", "ok"]
     features = model.preprocess(texts)
@@ -269,7 +270,6 @@ def verify_graph(
 @contextlib.contextmanager
 def _quiet_export() -> Any:
     """Silence the tracer's expected warnings (constant shapes of an encoder's mask code, deprecation)."""
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -279,7 +279,7 @@ def _quiet_export() -> Any:
 def quantize_int8(source: str | Path, target: str | Path) -> Path:
     """Dynamic int8 quantization of an ONNX graph: int8 weights per output channel (per-tensor scales lose
     up to 0.06 cosine on MiniLM), activations quantized per batch; MatMuls with constant weights only."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy: optional, first use
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -383,7 +383,6 @@ def embedding_deviation(reference: Any, other: Any) -> dict[str, float]:
     >>> embedding_deviation(np.eye(2), np.eye(2))["min_cosine"]
     1.0
     """
-    import numpy as np
 
     a = np.asarray(reference, dtype=np.float64)  # (n, width)
     b = np.asarray(other, dtype=np.float64)

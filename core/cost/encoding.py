@@ -77,7 +77,7 @@ def encode_fn(
     Model bytes: the float32 weights for the torch backends (bf16 autocast keeps float32 weights), the
     graph file for the ONNX ones (``core.backends.layer_graph``, exported once per layer count).
     """
-    import torch
+    import torch  # heavy: imported on first use
 
     backends.check_backend(backend)
     if backend in (backends.TORCH, backends.TORCH_BF16):
@@ -120,6 +120,7 @@ class EncodingCost:
     batch_ms_min: float = math.nan  # fastest batch
     backend: str = backends.DEFAULT_BACKEND
     model_bytes: int = 0  # what the sub-model ships: k-layer float32 weights, or its ONNX graph file
+    batch_ms_p95: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
@@ -218,6 +219,7 @@ def measure_encoding(
                 batch_ms_min=float(np.min(batch_times[layer]) * 1e3),
                 backend=backend,
                 model_bytes=int(runs[layer][1]),
+                batch_ms_p95=float(np.percentile(batch_times[layer], 95) * 1e3),
             )
         )
     return results
