@@ -591,8 +591,7 @@ def serve_child(folder: str, backend: str, n_docs: int, threads: int) -> dict[st
         session = ort.InferenceSession(str(Path(folder) / info["onnx_file"]), options)
         tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
         tokenizer.enable_padding()
-        tokenizer.enable_truncation(json.loads((Path(folder) / "sentence_bert_config.json").read_text())[
-            "max_seq_length"])  # fmt: skip
+        tokenizer.enable_truncation(int(info["max_seq_length"]))
         names = [i.name for i in session.get_inputs()]
         for at in range(0, n_docs, 32):
             batch = tokenizer.encode_batch(texts[at : at + 32])

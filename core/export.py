@@ -138,6 +138,7 @@ def write_submodel(
             "backend": backend,
             "onnx_file": onnx_file,
             "similarity": loaded.info.similarity,
+            "max_seq_length": loaded.info.max_seq_length,
             "normalize_after_truncation": submodels.normalizes(loaded.info.similarity),
             **dict(info_extra or {}),
         }
