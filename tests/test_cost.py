@@ -229,7 +229,7 @@ def test_migration_applies_on_top_of_storage_and_matches_the_models(db_url: str)
         "machine_fp",
         "batch_size",
         "seq_len",
-        "backend",  # issue 12 (0004_backends)
+        "backend",  # issue 12 (0005_backends)
     ]
     uniques = {u["name"]: u["column_names"] for u in inspect(engine).get_unique_constraints("search_costs")}
     assert uniques["uq_search_costs_key"] == [

@@ -3,8 +3,8 @@
 Every existing row was measured on torch float32, so the new ``backend`` column is filled with
 ``torch`` (its server default) and the unique keys are rebuilt with it.
 
-Revision ID: 0004_backends
-Revises: 0003_reference_models
+Revision ID: 0005_backends
+Revises: 0004_runs_autoincrement
 Create Date: 2026-12-03
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_backends"
-down_revision: str | Sequence[str] | None = "0003_reference_models"
+revision: str = "0005_backends"
+down_revision: str | Sequence[str] | None = "0004_runs_autoincrement"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
