@@ -23,7 +23,7 @@ TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+def backend_lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     """The page-test lab plus tiny-3x48's grid on onnx-int8 (layers 2-3, dims 16 and 48)."""
     folder = tmp_path_factory.mktemp("backendlab")
     with pytest.MonkeyPatch.context() as mp:
@@ -40,16 +40,20 @@ def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
 
 
 @pytest.fixture
-def lab(lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+def lab(backend_lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     copy = tmp_path / "lab-copy.sqlite3"
     for suffix in ("", "-wal", "-shm"):
-        source = Path(str(lab_template.folder / "lab.sqlite3") + suffix)
+        source = Path(str(backend_lab_template.folder / "lab.sqlite3") + suffix)
         if source.exists():
             shutil.copy(source, str(copy) + suffix)
     url = f"sqlite:///{copy}"
     monkeypatch.setenv("MLAB_DATABASE_URL", url)
     yield Lab(
-        lab_template.folder, url, lab_template.checkpoints, lab_template.sts_path, lab_template.sts_spec
+        backend_lab_template.folder,
+        url,
+        backend_lab_template.checkpoints,
+        backend_lab_template.sts_path,
+        backend_lab_template.sts_spec,
     )
 
 
