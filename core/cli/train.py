@@ -204,6 +204,11 @@ def run_train(args: argparse.Namespace) -> None:
             ProgressFile(args.progress_file, "", "").finish("failed", str(exc))
         raise
     output = str(Path(config.output_dir).expanduser().resolve())
+    if args.threads is not None and args.threads < 1:  # torch.set_num_threads raises a RuntimeError
+        message = f"--threads must be at least 1, got {args.threads}"
+        if args.progress_file:
+            ProgressFile(args.progress_file, output, config.method).finish("failed", message)
+        raise TrainCommandError(message)
     progress_file = ProgressFile(args.progress_file, output, config.method) if args.progress_file else None
     bar: Any = None
     try:

@@ -32,11 +32,12 @@ from core.training.loop import (
     StopFn,
     TrainConfig,
     TrainedModel,
-    TrainingError,
     TrainResult,
     check_config,
+    check_output_location,
     fit,
     objective_for,
+    output_lock,
     prepare_output,
     resolve_pairs,
     run_provenance,
@@ -107,8 +108,20 @@ def train(
     settings.ensure_writable("training a checkpoint")
     check_config(config)
     output_dir = Path(config.output_dir).expanduser().resolve()
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise TrainingError(f"output folder {str(output_dir)!r} already exists and is not empty")
+    check_output_location(output_dir)
+    with output_lock(output_dir):
+        return _train_locked(config, output_dir, progress, should_stop, session_factory)
+
+
+def _train_locked(
+    config: TrainConfig,
+    output_dir: Path,
+    progress: ProgressFn | None,
+    should_stop: StopFn | None,
+    session_factory: sessionmaker[Session] | None,
+) -> TrainResult:
+    """``train`` while holding the output folder's lock."""
+    check_output_location(output_dir)  # again: another training may have finished into it meanwhile
     loaded = checkpoints.load(config.base)
     info = loaded.info
     pairs = resolve_pairs(config.pairs, info.num_layers, info.embedding_dim)

@@ -23,7 +23,8 @@ import math
 import os
 import random
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -111,8 +112,14 @@ def check_config(config: TrainConfig) -> None:
             raise TrainingError(f"{name} must be at least 1, got {value}")
     if config.max_steps is not None and config.max_steps < 1:
         raise TrainingError(f"max steps must be at least 1, got {config.max_steps}")
-    if not config.learning_rate > 0:
-        raise TrainingError(f"learning rate must be > 0, got {config.learning_rate}")
+    # Comparisons alone let inf (and NaN, in "not x > 0") through: every float must be finite too.
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        raise TrainingError(f"learning rate must be a finite number > 0, got {config.learning_rate}")
+    if not (math.isfinite(config.loss.scale) and config.loss.scale > 0):
+        raise TrainingError(f"loss scale must be a finite number > 0, got {config.loss.scale}")
+    for weight in config.loss.pair_weights or ():
+        if not (math.isfinite(weight) and weight >= 0):
+            raise TrainingError(f"pair weights must be finite numbers >= 0, got {weight}")
     if not 0 <= config.warmup_ratio < 1:
         raise TrainingError(f"warmup ratio must be in [0, 1), got {config.warmup_ratio}")
     if config.max_length is not None and config.max_length < 2:
@@ -125,8 +132,8 @@ def check_config(config: TrainConfig) -> None:
     }.items():
         if weight < 0 or not math.isfinite(weight):
             raise TrainingError(f"{name} must be a finite number >= 0, got {weight}")
-    if not config.loss.kl_temperature > 0:
-        raise TrainingError(f"KL temperature must be > 0, got {config.loss.kl_temperature}")
+    if not (math.isfinite(config.loss.kl_temperature) and config.loss.kl_temperature > 0):
+        raise TrainingError(f"KL temperature must be a finite number > 0, got {config.loss.kl_temperature}")
     if config.loss.kl_mode not in losses.KL_MODES:
         raise TrainingError(
             f"unknown KL mode {config.loss.kl_mode!r}; choose from {', '.join(losses.KL_MODES)}"
@@ -158,6 +165,61 @@ def total_steps(config: TrainConfig, n_examples: int) -> int:
     if config.max_steps is not None:
         return config.max_steps
     return config.epochs * training_data.steps_per_epoch(n_examples, config.batch_size)
+
+
+def check_output_location(output_dir: Path) -> None:
+    """Refuse an output folder that cannot be made: a file on its path, or an unwritable parent."""
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise TrainingError(f"output folder {str(output_dir)!r} already exists and is not empty")
+    for ancestor in output_dir.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise TrainingError(
+                    f"output folder {str(output_dir)!r} cannot be made: {str(ancestor)!r} is a file"
+                )
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                raise TrainingError(
+                    f"output folder {str(output_dir)!r} cannot be made: {str(ancestor)!r} is not writable"
+                )
+            return
+
+
+@contextmanager
+def output_lock(output_dir: Path) -> Iterator[None]:
+    """Hold ``.NAME.lock`` beside the output folder for a training's lifetime (one writer per folder).
+
+    A second training into the same folder is refused at once instead of failing after its work.
+    """
+    import fcntl
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = output_dir.parent / f".{output_dir.name}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise TrainingError(
+                f"output folder {str(output_dir)!r} is being written by another training "
+                f"(pid {holder}); wait for it or choose another folder"
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino  # not a file its last holder removed
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        with suppress(OSError):
+            path.unlink()
+        os.close(fd)
 
 
 def prepare_output(output_dir: Path) -> Path:
@@ -358,12 +420,25 @@ def fit(
                 parts.total.backward()
                 if config.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
+                try:
+                    optimizer.step()
+                except RuntimeError as exc:  # torch: "value cannot be converted ... without overflow"
+                    if "overflow" not in str(exc):
+                        raise
+                    raise TrainingError(
+                        f"the optimizer step overflowed at step {len(curve) + 1}; nothing was saved - "
+                        "lower the learning rate"
+                    ) from None
                 scheduler.step()
                 value = float(parts.total.detach())
                 if not math.isfinite(value):
                     raise TrainingError(
                         f"the loss became {value} at step {len(curve) + 1}; lower the learning rate"
+                    )
+                if not all(bool(torch.isfinite(p).all()) for p in params):
+                    raise TrainingError(
+                        f"the weights became non-finite (inf or NaN) at step {len(curve) + 1}; "
+                        "nothing was saved - lower the learning rate"
                     )
                 curve.append(value)
                 if on_step is not None:
