@@ -29,6 +29,7 @@ from core.cost import (
     measure_encoding,
     measure_search,
     search_kinds,
+    synthetic_features,
 )
 from core.lab import registry
 from core.lab.runs import run_lifecycle
@@ -48,6 +49,38 @@ class CostReport:
     reused: int
     run_id: int | None
     dataset_fp: str | None = None
+
+
+def _check_knobs(
+    batch_size: int,
+    seq_len: int,
+    repeats: int,
+    batch_repeats: int,
+    warmup: int,
+    k: int,
+    rescore: int,
+    precisions: Sequence[str],
+) -> None:
+    """Refuse out-of-range measurement knobs before anything is loaded or a run is opened.
+
+    (The model-dependent limit of ``seq_len``, its position embeddings, is checked once it is loaded,
+    still before the run opens.)
+    """
+    if batch_size < 1:
+        raise CostError(f"batch size must be >= 1, got {batch_size}")
+    if seq_len < 2:
+        raise CostError(f"seq_len must be >= 2 (special tokens included), got {seq_len}")
+    if repeats < 1 or batch_repeats < 1 or warmup < 0:
+        raise CostError(f"repeats ({repeats}) and batch repeats ({batch_repeats}) must be >= 1, warmup >= 0")
+    if k < 1:
+        raise CostError(f"k must be >= 1, got {k}")
+    if rescore < 0:
+        raise CostError(f"rescore must be >= 0, got {rescore}")
+    for precision in precisions:
+        try:
+            quantize.check_precision(precision)
+        except quantize.PrecisionError as exc:
+            raise CostError(str(exc)) from None
 
 
 def measure_checkpoint_cost(
@@ -83,6 +116,7 @@ def measure_checkpoint_cost(
         backends.check_backend(backend)
     except backends.BackendError as exc:
         raise CostError(str(exc)) from None
+    _check_knobs(batch_size, seq_len, repeats, batch_repeats, warmup, k, rescore, precisions)
 
     factory = session_factory
     loaded: LoadedCheckpoint | None = None
@@ -150,6 +184,8 @@ def measure_checkpoint_cost(
         if loaded is None:
             loaded = checkpoints.load(checkpoint)  # type: ignore[arg-type]
             info = loaded.info
+        if todo_layers:
+            synthetic_features(loaded.model, 1, seq_len)  # seq_len beyond the model: refused before the run
         with factory() as s, s.begin():
             repository.upsert_checkpoint(s, **registry.checkpoint_values(info))
             if spec is not None and dataset_fp is not None:

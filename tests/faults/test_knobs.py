@@ -133,3 +133,28 @@ def _in_range(value: str) -> bool:
         return 1 <= int(value) <= 48
     except ValueError:
         return False
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--batch-size", "0"], "batch"),
+        (["--seq-len", "100000"], "seq_len"),
+        (["--seq-len", "1"], "seq_len"),
+        (["--repeats", "0"], "repeats"),
+        (["--warmup=-1"], "warmup"),
+        (["--k", "0"], "k "),
+        (["--precision", "int9"], "int9"),
+        (["--threads", "0"], "--threads"),
+    ],
+)
+def test_refused_cost_knobs_leave_no_run_rows(
+    extra: list[str], needle: str, tmp_path: Path, lab_env: Path
+) -> None:
+    """Issue 15: a refused cost knob used to leave a 'failed' run row; it is checked before a run opens."""
+    from tests.tinymodel import build_tiny_checkpoint
+
+    tiny = build_tiny_checkpoint(tmp_path / "tiny", layers=2, hidden=16)
+    code, _, err = support.run_cli(["cost", "--checkpoint", str(tiny), "--repeats", "1", "--quiet", *extra])
+    support.assert_one_error_line(code, err, needle)
+    assert support.stored(lab_env)["runs"] == 0
