@@ -321,7 +321,9 @@ def upsert_dataset(
         Dataset,
         [row],
         key=["fingerprint"],
-        update_columns=["name", "kind", "path", "split", "n_items", "info"],
+        # A dataset is its content: the first name and split stay (results keep their key and name);
+        # later names are aliases found through their content (core.lab.catalog).
+        update_columns=["path", "n_items", "info"],
     )
     found = _find_dataset(s, fingerprint)
     if found is None:  # pragma: no cover - just written in this transaction

@@ -67,6 +67,11 @@ def _fingerprint(s: Session, kind: str, name: str | None) -> str | None:
             record = getter(s, checkpoints.parse_checkpoint(name).name)
         except checkpoints.CheckpointError:
             record = None
+    if record is None and kind == "dataset":  # another name (a copy, a path) of stored content
+        try:
+            record = getter(s, datasets.dataset_fingerprint(datasets.resolve_dataset(name)))
+        except datasets.DatasetError:
+            record = None
     if record is None:
         raise CatalogError(f"no stored {kind} named {name!r} (see `python -m core {kind}s`)")
     return str(record.fingerprint)

@@ -6,6 +6,7 @@ for again. The scoring itself is ``core.scoring`` (pure compute).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,10 +85,14 @@ def evaluate_grid(
     cache = cache if cache is not None else submodels.EmbeddingCache()
 
     with factory() as s, s.begin():
+        # A dataset is its content: a copy under another name (or an STS file whose stem differs) is
+        # the dataset already stored, under the split it was first registered with.
+        known = repository.get_dataset(s, dataset_fp)
+        split = known.split if known is not None and known.fingerprint == dataset_fp else spec.split
         done = (
             set()
             if recompute
-            else repository.done_cells(s, info.fingerprint, dataset_fp, spec.split, main, backend)
+            else repository.done_cells(s, info.fingerprint, dataset_fp, split, main, backend)
         )
         todo = [c for c in cells if (c.layer, c.dim, c.precision) not in done]
         if settings.read_only():
@@ -101,13 +106,14 @@ def evaluate_grid(
         run_id = _open_run(factory, info, dataset_fp, cells, len(todo), backend)
         with run_lifecycle(factory, run_id):
             encoded = _compute_and_store(
-                factory, run_id, loaded, spec, dataset_fp, data, cells, todo, cache, progress, engine, backend
-            )
+                factory, run_id, loaded, dataclasses.replace(spec, split=split), dataset_fp, data, cells, todo,
+                cache, progress, engine, backend,
+            )  # fmt: skip
     elif progress:
         progress("score", len(cells), len(cells))
     with factory() as s:
         frame = repository.results_frame(
-            s, checkpoint_fp=info.fingerprint, dataset_fp=dataset_fp, split=spec.split, backend=backend
+            s, checkpoint_fp=info.fingerprint, dataset_fp=dataset_fp, split=split, backend=backend
         )
     wanted = {(c.layer, c.dim, c.precision) for c in cells}
     if not frame.empty:
