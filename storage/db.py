@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -39,7 +38,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.errors import LabError
+from common.errors import LabError, redact
 from common.jsonsafe import json_ready
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -83,20 +82,6 @@ def _forget_engines_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_engines_in_child)
-
-
-_CREDENTIALS = re.compile(r"(?P<head>(?:[A-Za-z][\w+.-]*://)?[^\s:/?#@'\"]*):(?P<secret>[^@\s]+)@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of any URL in it replaced by ``***`` (parseable or not).
-
-    >>> redact("cannot use postgresql://bob:s3cret@db:5x/lab")
-    'cannot use postgresql://bob:***@db:5x/lab'
-    >>> redact("no scheme: bob:s3cret@db/lab")
-    'no scheme: bob:***@db/lab'
-    """
-    return _CREDENTIALS.sub(r"\g<head>:***@", " ".join(text.split()))
 
 
 def safe_url(url: str | URL) -> str:

@@ -64,3 +64,24 @@ def test_read_only_mode_keeps_the_traceback_in_the_log(
         at = run("key")
     assert len(at.error) == 1 and not at.expander
     assert any(r.exc_info for r in caplog.records)
+
+
+def test_url_passwords_never_reach_the_page_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15: credentials are redacted in every message and log line (user errors and bugs)."""
+
+    def page() -> None:
+        from common.errors import LabError
+        from ui import errors
+
+        with errors.user_errors("opening"):
+            raise LabError("cannot reach postgresql://bob:s3cr3t-Pa55@db:5432/lab")
+        with errors.user_errors("reading"):
+            raise RuntimeError("driver said: postgresql://bob:s3cr3t-Pa55@db:5432/lab refused")
+
+    with caplog.at_level(logging.ERROR, logger="mlab.ui"):
+        at = AppTest.from_function(page, default_timeout=30).run()
+    assert not at.exception and len(at.error) == 2
+    shown = " ".join(e.value for e in at.error) + " ".join(c.value for c in at.expander[0].code)
+    assert "s3cr3t-Pa55" not in shown and "bob:***@db" in shown
+    logged = caplog.text + " ".join(r.exc_text or "" for r in caplog.records)
+    assert caplog.records and "s3cr3t-Pa55" not in logged and "bob:***@db" in logged

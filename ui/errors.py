@@ -17,26 +17,29 @@ from contextlib import contextmanager
 import streamlit as st
 
 from common import settings
-from common.errors import LabError
+from common.errors import LabError, RedactCredentials, redact
 
 logger = logging.getLogger("mlab.ui")
+logger.addFilter(RedactCredentials())  # no URL password reaches the log
 
 
 def show(exc: BaseException, what: str = "") -> None:
     """Show an exception: a user error as one line, prefixed with what was being done; a bug in full."""
     prefix = f"{what}: " if what else ""
     if isinstance(exc, LabError):
-        st.error(f"{prefix}{exc}", icon=":material/error:")
+        st.error(redact(f"{prefix}{exc}"), icon=":material/error:")
         return
     logger.error("unexpected error%s", f" while {what}" if what else "", exc_info=exc)
     st.error(
-        f"{prefix}unexpected {type(exc).__name__}: {exc}. This is a bug in the lab, not a problem with "
-        "your input; the traceback is in the server log.",
+        redact(
+            f"{prefix}unexpected {type(exc).__name__}: {exc}. This is a bug in the lab, not a problem with "
+            "your input; the traceback is in the server log."
+        ),
         icon=":material/bug_report:",
     )
     if not settings.read_only():
         with st.expander("Traceback"):
-            st.code("".join(traceback.format_exception(exc)), language="text")
+            st.code(redact("".join(traceback.format_exception(exc)), one_line=False), language="text")
 
 
 @contextmanager

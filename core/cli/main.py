@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from common.errors import LabError
+from common.errors import LabError, redact
 from core.cli import cost, export, grid, mteb, significance, train
 from core.cli.output import print_rows
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rows: Any = args.handler(args)
     except LabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)  # one line, no URL password
         return 2
     except KeyboardInterrupt:
         print(
