@@ -116,3 +116,19 @@ def test_the_default_checkpoint_keeps_its_fingerprint() -> None:
     assert (
         checkpoints.fingerprint_folder(checkpoints.default_model_path()) == "15f2566a2064d7e163cfad00a419a6c5"
     )
+
+
+@pytest.mark.parametrize("which", ["mismatch", "root"])
+def test_the_home_page_refuses_such_checkpoints_with_one_message(
+    which: str, tiny: Path, tmp_path: Path, lab_env: Path
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    folder = str(_with_layers(tiny, tmp_path / "copy", 4)) if which == "mismatch" else "/"
+    at = AppTest.from_file(str(support.REPO / "app.py"), default_timeout=120).run()
+    at.text_input(key="home_checkpoint_text").input(folder)
+    at.button(key="home_checkpoint_go").click().run()
+    assert not at.exception and len(at.error) == 1 and not at.expander
+    expected = "does not match its config.json" if which == "mismatch" else "modules.json or config.json"
+    assert expected in at.error[0].value
+    assert support.stored(lab_env)["checkpoints"] == 0
