@@ -433,7 +433,8 @@ def fit(
                 value = float(parts.total.detach())
                 if not math.isfinite(value):
                     raise TrainingError(
-                        f"the loss became {value} at step {len(curve) + 1}; lower the learning rate"
+                        f"the loss became {value} at step {len(curve) + 1}; nothing was saved - "
+                        "lower the learning rate"
                     )
                 if not all(bool(torch.isfinite(p).all()) for p in params):
                     raise TrainingError(

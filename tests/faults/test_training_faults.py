@@ -122,6 +122,19 @@ def test_every_float_hyper_parameter_is_finite_or_refused(
         ["--lr", "1e38", "--max-steps", "2"],
         ["--lr", "3.4e38", "--max-steps", "2"],
         ["--lr", "1e38", "--max-steps", "3", "--batch-size", "12", "--warmup-ratio", "0"],
+        # Weight decay scales the weights by 1 - lr * decay = -1e38: the next forward pass is NaN.
+        [
+            "--lr",
+            "1e19",
+            "--weight-decay",
+            "1e19",
+            "--warmup-ratio",
+            "0",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "12",
+        ],
     ],
 )
 def test_weights_that_become_non_finite_stop_the_run_and_register_nothing(
@@ -131,7 +144,7 @@ def test_weights_that_become_non_finite_stop_the_run_and_register_nothing(
     out = tmp_path / "out"
     code, stdout, err = support.run_cli(_train(tiny, sts, out, *extra))
     line = support.assert_one_error_line(code, err, "lower the learning rate", "nothing was saved")
-    assert "overflowed" in line or "non-finite" in line
+    assert "overflowed" in line or "non-finite" in line or "loss became nan" in line
     assert stdout == ""
     runs = support.query(lab_env / "lab.sqlite3", "SELECT kind, status, error_text FROM runs")
     assert [(k, s) for k, s, _ in runs] == [("train", "failed")] and "learning rate" in runs[0][2]
