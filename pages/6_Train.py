@@ -41,7 +41,9 @@ base_ref = left.selectbox(
 method = middle.selectbox(
     "Method", METHODS, key="train_method", help="; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items())
 )
-sts_names = [c.name for c in resources.dataset_choices() if c.kind == "sts" and c.spec is not None]
+sts_paths = {c.name: (c.name if c.builtin else str(c.spec.path))  # the job resolves built-in names or paths
+             for c in resources.dataset_choices() if c.kind == "sts" and c.spec is not None}  # fmt: skip
+sts_names = list(sts_paths)
 data_options = [*dict.fromkeys(["stsb-train", *sts_names]), OTHER]
 data_choice = right.selectbox("Training data", data_options, key="train_dataset")
 if data_choice == OTHER:
@@ -49,7 +51,7 @@ if data_choice == OTHER:
         "Path: an STS .tsv, or a BEIR folder with qrels/train.tsv", key="train_path"
     ).strip()
 else:
-    dataset = data_choice
+    dataset = sts_paths.get(data_choice, data_choice)
 st.caption(METHOD_HELP[method] + (". STS data trains with CoSENT, BEIR pairs with MultipleNegativesRanking."))
 
 record = refs.get(base_ref)

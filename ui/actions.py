@@ -19,6 +19,7 @@ from core.lab.queries import CheckpointRecord, DatasetRecord, RunRecord
 from ui import errors, resources
 from ui import progress as progress_bar
 
+PAGE_COST_RUNS = {"repeats": 10, "batch_repeats": 2, "warmup": 1}  # per layer; the CLI default is 30/5/3
 READ_ONLY_NOTE = "Read-only demo mode: only stored results are shown; evaluating is off."
 PHASE_LABELS = {"encode": "Encoding texts", "score": "Scoring cells"}
 
@@ -189,8 +190,10 @@ def evaluate_more(
 def measure_latency(records: Sequence[CheckpointRecord], names: dict[str, str]) -> int:
     """Measure (and store) each checkpoint's encoding latency per layer with a progress bar; how many.
 
-    The same measurement as ``python -m core cost --checkpoint ...`` (batch 32 x 32 tokens, p50/p95 of
-    timed repeats after a warm-up), so Curves can put latency on its x axis.
+    The measurement of ``python -m core cost --checkpoint ...`` (32 tokens; p50/p95 of timed single
+    queries and batches of 32 after a warm-up) with fewer repeats (``PAGE_COST_RUNS``: a page should
+    answer within a minute or two on a busy CPU; the CLI's 30 repeats are the reference), so Curves can
+    put latency on its x axis.
     """
     settings.ensure_writable("measuring latency")
     for record in records:
@@ -204,7 +207,12 @@ def measure_latency(records: Sequence[CheckpointRecord], names: dict[str, str]) 
 
         try:
             cost.measure_checkpoint_cost(
-                record.name, session_factory=resources.session_factory(), progress=progress
+                record.name,
+                repeats=PAGE_COST_RUNS["repeats"],
+                batch_repeats=PAGE_COST_RUNS["batch_repeats"],
+                warmup=PAGE_COST_RUNS["warmup"],
+                session_factory=resources.session_factory(),
+                progress=progress,
             )
         finally:
             resources.bump()

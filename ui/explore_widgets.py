@@ -103,6 +103,6 @@ def latency_panel(record: CheckpointRecord, layer: int) -> None:
     st.metric(
         f"Encoding latency, {layer} layers",
         f"{p50:.1f} ms",
-        help=f"median of timed batches of 32 texts x 32 tokens after a warm-up (p95 {p95:.1f} ms); "
-        "measured on this machine with `python -m core cost` or the Measure latency button",
+        help=f"median of timed single queries of 32 tokens after a warm-up (p95 {p95:.1f} ms), by a copy "
+        "truncated to these layers; measured on this machine (`python -m core cost` or Measure latency)",
     )

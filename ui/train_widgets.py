@@ -36,7 +36,15 @@ def job_label(job: jobs.TrainJob) -> str:
 def evaluate_trained(job: jobs.TrainJob) -> None:
     """Once per finished job: evaluate the new checkpoint's grid (and its base's, if missing) on the
     evaluation split of its training data, so Compare shows it against its base at once."""
-    spec = jobs.evaluation_dataset(str(job.request.get("dataset", "")))
+    trained_on = str(job.request.get("dataset", ""))
+    spec = jobs.evaluation_dataset(trained_on) or next(  # a registered evaluation split: scored on itself
+        (
+            c.spec
+            for c in resources.dataset_choices()
+            if c.spec and trained_on in (c.name, str(c.spec.path)) and c.split != "train"
+        ),
+        None,
+    )
     marker = jobs.evaluated_marker(job)
     if spec is None:
         st.caption("No built-in evaluation split for this training data: evaluate it on Explore.")
