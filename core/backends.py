@@ -356,7 +356,8 @@ def layer_graph(
     """
     if backend not in ONNX_BACKENDS:
         raise BackendError(f"backend {backend!r} has no ONNX graph")
-    layers = int(truncated[0].auto_model.config.num_hidden_layers)
+    transformer: Any = truncated[0]  # the sentence-transformers Transformer module
+    layers = int(transformer.auto_model.config.num_hidden_layers)
     folder = graph_dir(root) / f"{fingerprint[:32]}-v{GRAPH_VERSION}"
     float_graph = folder / f"layers-{layers}.onnx"
     with _graph_lock:

@@ -228,10 +228,12 @@ def _costs_frame(
     stored = columns[:-1] if details else columns
     names = stored[: len(stored) - 3]  # then: machine label, run id, measured at
     rows: list[tuple[Any, ...]] = []
+    read = (*names, "run_id", "measured_at", *(("details",) if details else ()))
     for cost, machine in s.execute(query):
-        values = [getattr(cost, n) for n in (*names, "run_id", "measured_at")]
-        row = (*values[:-2], _machine_label(machine), values[-2], _aware(values[-1]))
-        rows.append((*row, dict(cost.details or {})) if details else row)
+        values = [getattr(cost, n) for n in read]
+        run_id, measured_at = values[len(names)], values[len(names) + 1]
+        row = (*values[: len(names)], _machine_label(machine), run_id, _aware(measured_at))
+        rows.append((*row, dict(values[-1] or {})) if details else row)
     return _frame(rows, columns)
 
 

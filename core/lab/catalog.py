@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.errors import LabError
 from common.jsonsafe import nan_to_none
 from core import checkpoints, datasets
+from core.lab import queries
 from storage import db, repository
 
 RESULT_KEYS = ("checkpoint", "dataset", "layer", "dim", "precision", "metric", "value", "backend")
@@ -96,8 +97,7 @@ def stored_results(
 
 def checkpoint_rows(session_factory: sessionmaker[Session]) -> list[dict[str, Any]]:
     """The default checkpoint and every checkpoint known to the database."""
-    with session_factory() as s:
-        records = repository.list_checkpoints(s)
+    records = queries.checkpoints(session_factory)
     rows = [
         {
             "name": r.name,
@@ -139,16 +139,15 @@ def dataset_rows(session_factory: sessionmaker[Session]) -> list[dict[str, Any]]
             "path": spec.path,
             "builtin": True,
         }
-    with session_factory() as s:
-        for record in repository.list_datasets(s):
-            rows.setdefault(
-                record.name,
-                {
-                    "name": record.name,
-                    "kind": record.kind,
-                    "split": record.split,
-                    "path": record.path,
-                    "builtin": False,
-                },
-            )
+    for record in queries.datasets(session_factory):
+        rows.setdefault(
+            record.name,
+            {
+                "name": record.name,
+                "kind": record.kind,
+                "split": record.split,
+                "path": record.path,
+                "builtin": False,
+            },
+        )
     return list(rows.values())

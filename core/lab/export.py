@@ -133,7 +133,13 @@ def export_submodel(
         shutil.rmtree(written.folder, ignore_errors=True)  # not registered: leave nothing half-done
         raise
     return ExportReport(
-        written.folder, layer, dim, backend, written.files_bytes, list(facts.scores), exported.info
+        written.folder,
+        layer,
+        dim,
+        backend,
+        written.files_bytes,
+        [dict(row) for row in facts.scores],
+        exported.info,
     )
 
 
