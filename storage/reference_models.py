@@ -10,13 +10,14 @@ this module); schema changes go through Alembic
   and sha256. Resolving disagreeing figures across revisions is a read-time rule (``core.mteb``), so
   the stored rows stay what the files say.
 - ``reference_results``: one row per task file (model revision, task), with the file's path and
-  sha256 (provenance) and its ``mteb_version`` / ``dataset_revision``.
+  sha256 (provenance) and its ``mteb_version`` / ``dataset_revision``; its size and mtime as last read
+  (``file_size``, ``file_mtime_ns``: a re-import's cheap "unchanged" check before any hashing).
 - ``reference_scores``: one row per (result, split, subset, metric): ``main_score`` as the file states
   it and the metrics the lab also computes, in the lab's key generation; value NULL = NaN/null.
 - ``reference_imports``: one row per import (root folder, counts, wall time, the files that failed).
 
 Natural keys: (name, revision); (model_id, task); (result_id, split, subset, metric). Importing an
-unchanged file (same sha256) writes nothing; a changed file's scores are replaced as a whole.
+unchanged file (same path, size and mtime, else same sha256) writes no score; a changed file's scores are replaced as a whole.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class ReferenceResult(Base):
     sha256: Mapped[str] = mapped_column(SHA)
     mteb_version: Mapped[str | None] = mapped_column(String(64))
     dataset_revision: Mapped[str | None] = mapped_column(String(256))
+    # The file's size and modification time (ns) when it was last read: a re-import skips a file whose
+    # path, size and mtime are these without reading it (migration 0006); NULL = read it again.
+    file_size: Mapped[int | None] = mapped_column(BigInteger)
+    file_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ReferenceScore(Base):
@@ -76,7 +81,9 @@ class ReferenceScore(Base):
     result_id: Mapped[int] = mapped_column(Integer, ForeignKey("reference_results.id", ondelete="CASCADE"))
     split: Mapped[str] = mapped_column(String(128))
     subset: Mapped[str] = mapped_column(String(256))
-    metric: Mapped[str] = mapped_column(String(128), index=True)
+    # No index on metric alone: main_score is most rows, so it would not narrow a read, and it cost a
+    # quarter of the insert time of a whole-repository import (dropped in migration 0006).
+    metric: Mapped[str] = mapped_column(String(128))
     value: Mapped[float | None] = mapped_column(Double)  # NULL = NaN / null in the file
 
 

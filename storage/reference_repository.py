@@ -33,6 +33,8 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "sha256",
 )
 _CHUNK = 5000  # rows per executemany batch
+_SQLITE_CACHE_KIB = 256 * 1024  # page cache of a connection writing scores (kept by the pooled connection)
+_RESULT_COLUMNS = ("model_id", "task", "source_path", "sha256", "mteb_version", "dataset_revision")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class StoredResult:
     id: int
     source_path: str
     sha256: str
+    file_size: int | None = None
+    file_mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ def set_model_meta(s: Session, model_id: int, meta: Mapping[str, Any]) -> bool:
 
 
 def stored_results(s: Session) -> dict[tuple[int, str], StoredResult]:
-    """(model_id, task) -> stored path and sha256 of every task file."""
+    """(model_id, task) -> stored path, sha256, size and mtime of every task file."""
     rows = s.execute(
         select(
             ReferenceResult.model_id,
@@ -127,9 +131,21 @@ def stored_results(s: Session) -> dict[tuple[int, str], StoredResult]:
             ReferenceResult.id,
             ReferenceResult.source_path,
             ReferenceResult.sha256,
+            ReferenceResult.file_size,
+            ReferenceResult.file_mtime_ns,
         )
     )
-    return {(int(m), t): StoredResult(int(i), p, h) for m, t, i, p, h in rows}
+    return {(int(m), t): StoredResult(int(i), p, h, z, n) for m, t, i, p, h, z, n in rows}
+
+
+def set_file_stats(s: Session, stats: Sequence[tuple[int, int, int]]) -> None:
+    """Record (result id, size, mtime_ns) of task files read again and found unchanged (same sha256)."""
+    connection = s.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = f"UPDATE reference_results SET file_size = {mark}, file_mtime_ns = {mark} WHERE id = {mark}"
+    rows = [(size, mtime_ns, result_id) for result_id, size, mtime_ns in stats]
+    for start in range(0, len(rows), _CHUNK):
+        connection.exec_driver_sql(sql, rows[start : start + _CHUNK])
 
 
 def replace_results(
@@ -139,7 +155,8 @@ def replace_results(
 ) -> int:
     """Store task files and their scores, replacing whatever was stored for the same (model_id, task).
 
-    ``results[i]`` has model_id, task, source_path, sha256, mteb_version, dataset_revision;
+    ``results[i]`` has model_id, task, source_path, sha256, mteb_version, dataset_revision (and optionally
+    file_size, file_mtime_ns);
     ``scores[i]`` its (split, subset, metric, value) rows. Returns the number of scores written.
     """
     if not results:
@@ -159,12 +176,27 @@ def replace_results(
         chunk = old[start : start + _CHUNK]
         s.execute(delete(ReferenceScore).where(ReferenceScore.result_id.in_(chunk)))
         s.execute(delete(ReferenceResult).where(ReferenceResult.id.in_(chunk)))
-    ids = s.scalars(insert(ReferenceResult).returning(ReferenceResult.id, sort_by_parameter_order=True),
-                    [dict(r) for r in results]).all()  # fmt: skip
-    payload = [(rid, *row) for rid, rows in zip(ids, scores, strict=True) for row in rows]
-    # Plain DBAPI executemany of tuples: the ORM's per-row bookkeeping tripled the time of a full import.
+    # Plain DBAPI executemany of tuples: the ORM's per-row bookkeeping tripled the time of a full import,
+    # and INSERT .. RETURNING in parameter order ran one statement per row on SQLite.
     connection = s.connection()
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    if connection.dialect.name == "sqlite":  # the score indexes outgrow SQLite's 2 MB default page cache
+        connection.exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
+    columns = (*_RESULT_COLUMNS, "file_size", "file_mtime_ns")
+    connection.exec_driver_sql(
+        f"INSERT INTO reference_results ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
+        [tuple(r.get(c) for c in columns) for r in results],
+    )
+    new_ids = {
+        (int(m), t): int(i)
+        for m, t, i in s.execute(
+            select(ReferenceResult.model_id, ReferenceResult.task, ReferenceResult.id).where(
+                ReferenceResult.model_id.in_({m for m, _ in keys})
+            )
+        )
+    }
+    ids = [new_ids[(int(r["model_id"]), str(r["task"]))] for r in results]
+    payload = [(rid, *row) for rid, rows in zip(ids, scores, strict=True) for row in rows]
     sql = f"INSERT INTO reference_scores (result_id, split, subset, metric, value) VALUES ({', '.join([mark] * 5)})"
     for start in range(0, len(payload), _CHUNK):
         connection.exec_driver_sql(sql, payload[start : start + _CHUNK])

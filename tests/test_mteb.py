@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,7 @@ from core import datasets, mteb
 from core.lab import evaluate
 from core.lab import mteb as lab_mteb
 from core.lab.store import open_store
-from storage import db
+from storage import db, reference_repository
 from tests.tinymodel import build_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -271,6 +273,52 @@ def test_a_changed_file_replaces_its_scores_and_a_malformed_one_is_refused(tmp_p
     refs = lab_mteb.references(factory, tasks=["STSBenchmark"], metrics=None)
     refs = refs[refs["model"] == "BAAI/bge-small-en-v1.5"]
     assert refs[["metric", "value"]].values.tolist() == [["main_score", 0.5]]  # old metrics gone
+
+
+def test_reimport_reads_only_files_whose_size_or_mtime_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    shutil.copytree(BGE_SMALL, folder / BGE_SMALL.name)
+    factory = open_store()
+    assert lab_mteb.import_results(factory, folder).files_changed == 10
+    target = folder / BGE_SMALL.name / BGE_SMALL_REV / "STSBenchmark.json"
+    data, stat = target.read_bytes(), target.stat()
+    # Same size and mtime: not read at all, so even different bytes go unnoticed (the documented rule).
+    target.write_bytes(data.replace(b'"main_score": 0.8', b'"main_score": 0.1', 1))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert target.stat().st_size == stat.st_size and target.read_bytes() != data
+    same = lab_mteb.import_results(factory, folder)
+    assert (same.files_changed, same.files_unchanged, same.scores_written) == (0, 10, 0)
+    # A new mtime: read and hashed; a new sha256 replaces the scores.
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed = lab_mteb.import_results(factory, folder)
+    assert (changed.files_changed, changed.files_unchanged) == (1, 9)
+    refs = lab_mteb.references(factory, models=["BAAI/bge-small-en-v1.5"], tasks=["STSBenchmark"],
+                               metrics=["main_score"])  # fmt: skip
+    assert refs["value"].round(4).tolist() == [0.1586]  # was 0.8586
+    # Touched but the same content: hashed, unchanged, and its new mtime recorded (next time not read).
+    target.write_bytes(data)
+    lab_mteb.import_results(factory, folder)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    touched = lab_mteb.import_results(factory, folder)
+    assert (touched.files_changed, touched.files_unchanged, touched.scores_written) == (0, 10, 0)
+    with factory() as s:
+        stored = reference_repository.stored_results(s)
+    [record] = [r for r in stored.values() if r.source_path.endswith(f"{BGE_SMALL_REV}/STSBenchmark.json")]
+    assert (record.file_size, record.file_mtime_ns) == (len(data), stat.st_mtime_ns + 2_000_000_000)
+
+
+def test_parallel_reading_stores_what_the_sequential_import_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert threading.active_count() == 1  # else the import reads in this process and this tests nothing
+    contents = []
+    for parallel in (False, True):
+        monkeypatch.setattr(lab_mteb, "PARALLEL_FILES", 1 if parallel else 10**9)
+        url = f"sqlite:///{tmp_path / f'p{parallel}.sqlite3'}"
+        report = lab_mteb.import_results(db.init_db(url), SHIPPED)
+        assert report.files_changed == 112 and report.errors == ()
+        contents.append(_table_contents(url))
+    assert contents[0] == contents[1] and len(contents[0]["reference_scores"]) == 402
 
 
 def test_shipped_folder_is_imported_once_on_first_use() -> None:

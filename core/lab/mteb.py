@@ -4,8 +4,9 @@ Scope: orchestration over ``core.mteb`` (parsing, the metadata rule, the format)
 ``storage.reference_repository`` (tables). The CLI (``import-mteb``, ``references``,
 ``results --format mteb``) and the pages (Curves, Compare, Home) call these functions.
 
-- :func:`import_results`: every ``<model>/<revision>/<Task>.json`` of a folder; a file whose sha256 is
-  stored already is not parsed again (re-importing changes nothing), a malformed file is reported by
+- :func:`import_results`: every ``<model>/<revision>/<Task>.json`` of a folder; a file whose path, size
+  and mtime are the stored ones is not read at all, one whose sha256 is stored already is not parsed
+  again (re-importing changes no score), a malformed file is reported by
   path and skipped while the rest imports; written in batches, each its own transaction, so an
   interrupted import keeps what it wrote and the next run completes it.
 - :func:`ensure_shipped`: the copy shipped in ``data/reference/mteb-results`` is imported on first use,
@@ -18,9 +19,14 @@ Scope: orchestration over ``core.mteb`` (parsing, the metadata rule, the format)
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +42,25 @@ from storage import cost_repository, reference_repository, repository
 SHIPPED_DIR = REPO_ROOT / "data" / "reference" / "mteb-results"
 SHIPPED_ROOT = "data/reference/mteb-results/results"  # the shipped folder's name in provenance and the log
 BATCH_FILES = 2000  # task files written per transaction
+PARALLEL_FILES = 4000  # files to read from which worker processes read them
+MAX_WORKERS = 4
 EXPORTED_DATASETS = frozenset(t.dataset for t in mteb.TASKS.values() if t.export and t.dataset)
 Progress = Callable[[int, int], None]
 Factory = sessionmaker[Session]
+
+
+@contextmanager
+def _reader(count: int) -> Iterator[Callable[[Sequence[mteb.ReadJob]], Iterator[mteb.ReadOutcome]]]:
+    """``read(jobs)`` -> their outcomes in order. A large import from a single-threaded process (the CLI)
+    reads, hashes and parses in forked worker processes, one per core, beside this process's database
+    writes; otherwise (a small import, or threads around, as in the app, where forking is unsafe) here."""
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if count < PARALLEL_FILES or workers < 2 or threading.active_count() > 1 or os.name != "posix":
+        yield lambda jobs: map(mteb.read_file, jobs)
+        return
+    # fork: workers start at once with core.mteb loaded; they only read files (no database use).
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield lambda jobs: pool.map(mteb.read_file, jobs, chunksize=64)
 
 
 @dataclass(frozen=True)
@@ -90,21 +112,19 @@ def import_results(
     files = mteb.find_result_files(Path(path), models)
     root_path = mteb.results_root(Path(path))
     root = display_path(root_path)
-    prefix = (
-        len(str(root_path)) + 1
-    )  # paths below the root are joined to its display form (no resolve per file)
     with factory() as s, s.begin():
         ids = reference_repository.ensure_models(s, {(f.model, f.revision) for f in files})
         stored = reference_repository.stored_results(s)
-        with_meta = {m.id for m in reference_repository.list_models(s) if m.meta_sha256 is not None}
+        meta_sha = {m.id: m.meta_sha256 for m in reference_repository.list_models(s) if m.meta_sha256}
     errors: list[FileError] = []
     changed = unchanged = written = 0
     pending: list[tuple[dict[str, Any], tuple[tuple[str, str, str, float | None], ...]]] = []
     metas: list[tuple[int, dict[str, Any]]] = []
+    stats: list[tuple[int, int, int]] = []  # (result id, size, mtime_ns) of files read again, unchanged
 
     def flush() -> None:
         nonlocal written
-        if not (pending or metas):
+        if not (pending or metas or stats):
             return
         with factory() as s, s.begin():
             written += reference_repository.replace_results(
@@ -112,45 +132,63 @@ def import_results(
             )
             for model_id, meta in metas:
                 reference_repository.set_model_meta(s, model_id, meta)
+            reference_repository.set_file_stats(s, stats)
         pending.clear()
         metas.clear()
+        stats.clear()
 
-    jobs = []
+    todo = []  # (file, model_id, label, known, size, mtime_ns) of every file to read
     for file in files:
         model_id = ids[(file.model, file.revision)]
+        label = "/".join((root, *file.path.as_posix().rsplit("/", 3)[-3:]))  # <model>/<revision>/<file>
+        size = file.size if file.size >= 0 else None
+        mtime_ns = file.mtime_ns if file.mtime_ns >= 0 else None
         known = None if file.is_meta else stored.get((model_id, file.task))
-        keep = keep_stored and (model_id in with_meta if file.is_meta else known is not None)
-        jobs.append(mteb.ReadJob(str(file.path), file.task, f"{root}/{file.path.as_posix()[prefix:]}",
-                                 None if known is None else known.sha256, parse=not keep))  # fmt: skip
-    for done, (file, job, outcome) in enumerate(
-        zip(files, jobs, map(mteb.read_file, jobs), strict=True), start=1
-    ):
-        model_id = ids[(file.model, file.revision)]
-        if outcome.error is not None:
-            errors.append(FileError(job.label, outcome.error.removeprefix(f"{job.label}: ")))
-        elif isinstance(outcome.content, mteb.ModelMeta):
-            meta = outcome.content
-            metas.append((model_id, {
-                "embed_dim": meta.embed_dim, "n_parameters": meta.n_parameters,
-                "max_tokens": meta.max_tokens, "similarity": meta.similarity_fn_name,
-                "meta_path": job.label, "meta_sha256": outcome.sha256,
-            }))  # fmt: skip
-        elif isinstance(outcome.content, mteb.ParsedResult):
-            parsed = outcome.content
-            changed += 1
-            pending.append(({
-                "model_id": model_id, "task": file.task, "source_path": job.label, "sha256": outcome.sha256,
-                "mteb_version": parsed.mteb_version, "dataset_revision": parsed.dataset_revision,
-            }, parsed.scores))  # fmt: skip
-        elif not file.is_meta:
-            unchanged += 1  # same sha256 as stored (provenance stays the first path it came from), or kept
-        if len(pending) >= BATCH_FILES:
-            flush()
-        if progress is not None and (done % 500 == 0 or done == len(files)):
-            progress(done, len(files))
+        if file.is_meta and keep_stored and model_id in meta_sha:
+            continue
+        if known is not None and (keep_stored or (
+            size is not None and (known.source_path, known.file_size, known.file_mtime_ns) == (label, size, mtime_ns)
+        )):  # fmt: skip
+            unchanged += 1  # kept as stored, or the same path, size and mtime: not read at all
+            continue
+        todo.append((file, model_id, label, known, size, mtime_ns))
+    jobs = [
+        mteb.ReadJob(str(file.path), file.task, label,
+                     meta_sha.get(model_id) if file.is_meta else None if known is None else known.sha256)
+        for file, model_id, label, known, _, _ in todo
+    ]  # fmt: skip
+    with _reader(len(jobs)) as read:
+        for done, ((file, model_id, label, known, size, mtime_ns), outcome) in enumerate(
+            zip(todo, read(jobs), strict=True), start=1
+        ):
+            if outcome.error is not None:
+                errors.append(FileError(label, outcome.error.removeprefix(f"{label}: ")))
+            elif isinstance(outcome.content, mteb.ModelMeta):
+                meta = outcome.content
+                metas.append((model_id, {
+                    "embed_dim": meta.embed_dim, "n_parameters": meta.n_parameters,
+                    "max_tokens": meta.max_tokens, "similarity": meta.similarity_fn_name,
+                    "meta_path": label, "meta_sha256": outcome.sha256,
+                }))  # fmt: skip
+            elif isinstance(outcome.content, mteb.ParsedResult):
+                parsed = outcome.content
+                changed += 1
+                pending.append(({
+                    "model_id": model_id, "task": file.task, "source_path": label, "sha256": outcome.sha256,
+                    "mteb_version": parsed.mteb_version, "dataset_revision": parsed.dataset_revision,
+                    "file_size": size, "file_mtime_ns": mtime_ns,
+                }, parsed.scores))  # fmt: skip
+            elif known is not None:
+                unchanged += 1  # same sha256 as stored (provenance stays the first path it came from)
+                if known.source_path == label and size is not None:
+                    stats.append((known.id, size, mtime_ns or 0))  # next time: skipped without reading
+            if len(pending) >= BATCH_FILES or len(stats) >= 10 * BATCH_FILES:
+                flush()
+            if progress is not None and done % 500 == 0:
+                progress(done, len(todo))
     flush()
     if progress is not None:
-        progress(len(files), len(files))
+        progress(len(todo), len(todo))
     wall = time.perf_counter() - started
     imported_models = sorted({f.model for f in files})
     with factory() as s, s.begin():
