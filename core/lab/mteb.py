@@ -185,10 +185,10 @@ def import_results(
             if len(pending) >= BATCH_FILES or len(stats) >= 10 * BATCH_FILES:
                 flush()
             if progress is not None and done % 500 == 0:
-                progress(done, len(todo))
+                progress(len(files) - len(todo) + done, len(files))  # files skipped unread count as done
     flush()
     if progress is not None:
-        progress(len(todo), len(todo))
+        progress(len(files), len(files))
     wall = time.perf_counter() - started
     imported_models = sorted({f.model for f in files})
     with factory() as s, s.begin():
