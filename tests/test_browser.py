@@ -48,6 +48,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 1000}
 WAIT_MS = 60_000
+MEASURE_WAIT_MS = 480_000  # two real checkpoints, every layer, on a shared CPU
 TRAIN_WAIT_MS = 240_000  # loading the base model, 3 steps, saving and registering
 DEMO_DOCS = [
     "A man is playing a guitar on stage.",
@@ -83,6 +84,16 @@ def showcase(tmp_path_factory: pytest.TempPathFactory) -> Lab:
 @pytest.fixture(scope="module")
 def server(showcase: Lab) -> Iterator[str]:
     """``streamlit run app.py`` on a free port of 127.0.0.1, stopped after the module."""
+    yield from _serve(showcase, read_only=False)
+
+
+@pytest.fixture(scope="module")
+def read_only_server(showcase: Lab) -> Iterator[str]:
+    """The same lab served in read-only demo mode (``streamlit run app.py -- --read-only``)."""
+    yield from _serve(showcase, read_only=True)
+
+
+def _serve(showcase: Lab, read_only: bool) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLAB_")}
     env.update(
@@ -91,11 +102,12 @@ def server(showcase: Lab) -> Iterator[str]:
         MLAB_DATABASE_URL=showcase.database_url,
         HF_HUB_OFFLINE="1",
     )
-    log_path = showcase.folder / "streamlit.log"
+    log_path = showcase.folder / f"streamlit{'-read-only' if read_only else ''}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             *(["--", "--read-only"] if read_only else [])],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -237,16 +249,34 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     page.locator('[data-testid="stTable"]').wait_for()
     no_errors(page, "Compare")
     assert page.locator(".js-plotly-plot").count() == 3  # two grids and their difference
+    # significance: a plain summary under the delta heatmap and under the per-size table (B - A)
+    summaries = page.get_by_text(" vs default: better at ")
+    summaries.first.wait_for()
+    assert summaries.count() >= 2
+    table = page.locator('[data-testid="stTable"]').inner_text()
+    said = " ".join(summaries.all_inner_texts())
+    assert ("▲" in table or "▼" in table) == ("better at 0 " not in said or "worse at none" not in said)
     shots.append(shoot(page, "3_compare"))
 
     open_page(page, "Curves")
     page.locator(".js-plotly-plot").first.wait_for()
     page.get_by_role("heading").filter(has_text="Pareto front (").wait_for()
     no_errors(page, "Curves")
+    page.get_by_text("Latency not measured for:").wait_for()
+    page.get_by_role("button", name="Measure latency").click()
+    page.get_by_text("Latency not measured for:").wait_for(state="detached", timeout=MEASURE_WAIT_MS)
+    settle(page)
+    no_errors(page, "Curves after measuring latency")
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Cost (x axis)").click()
+    page.get_by_role("option", name="latency p50 (ms)").click()
+    settle(page)
+    page.get_by_role("heading").filter(has_text="Pareto front (").wait_for()
+    assert page.get_by_text("Not measured (").count() == 0  # both checkpoints are on the latency plot
+    no_errors(page, "Curves on latency")
     shots.append(shoot(page, "4_curves"))
 
     open_page(page, "Runs")
-    page.get_by_text("2 of 2 runs.").wait_for()
+    page.get_by_text("4 of 4 runs.").wait_for()  # two evaluations, two latency measurements
     no_errors(page, "Runs")
     shots.append(shoot(page, "5_runs"))
 
@@ -272,6 +302,11 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     # Train: a real (tiny) Starbucks run in the background; it survives a reload and gets registered.
     open_page(page, "Train")
     no_errors(page, "Train")
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Training data").click()
+    page.get_by_role(
+        "option", name=SHOWCASE_DATASET
+    ).click()  # a registered test split: scored on itself after
+    settle(page)
     for label, value in (("Max steps", "3"), ("Batch size", "8")):
         field = page.get_by_role("spinbutton", name=label)
         field.fill(value)
@@ -282,15 +317,43 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     page.reload()  # the job runs in its own process: a reload only re-reads its progress files
     settle(page)
     page.get_by_text("Saved and registered:").wait_for(timeout=TRAIN_WAIT_MS)
+    page.get_by_text(f"Evaluated on {SHOWCASE_DATASET} with its base checkpoint.").wait_for(
+        timeout=TRAIN_WAIT_MS
+    )
     settle(page)
     no_errors(page, "Train after the run")
     shots.append(shoot(page, "7_train"))
     with db.init_db(showcase.database_url)() as s:
         trained = [c for c in repository.list_checkpoints(s) if c.kind == "local" and "starbucks" in c.name]
     assert len(trained) == 1, "the trained checkpoint is registered in the database"
+    with db.init_db(showcase.database_url)() as s:
+        evaluated = repository.results_frame(s, checkpoint_fp=trained[0].fingerprint)
+    assert set(evaluated["dataset"]) == {SHOWCASE_DATASET} and len(evaluated) > 0  # evaluated after training
+
+    # a bad link: the values that cannot be honoured are named, the page still works
+    page.goto(f"{server}/Explore?checkpoint=nope&dataset={SHOWCASE_DATASET}&precision=int3")
+    settle(page)
+    page.get_by_text("Link value checkpoint='nope' was not used").wait_for()
+    page.get_by_text("Link value precision='int3' was not used").wait_for()
+    no_errors(page, "Explore from a bad link")
 
     assert all(p.stat().st_size > 10_000 for p in shots)
     if os.environ.get("MLAB_UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for path in shots:
             shutil.copy(path, DOCS_SCREENSHOTS / path.name)
+
+
+def test_read_only_navigation_in_chromium(read_only_server: str, page: Any) -> None:
+    """A public demo: no Train page in the navigation, no evaluate button, stored results still shown."""
+    page.goto(f"{read_only_server}/?dataset={SHOWCASE_DATASET}")
+    settle(page)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.get_by_role("link", name="Demo").wait_for()
+    assert nav.get_by_role("link", name="Train").count() == 0
+    assert page.get_by_role("button", name="Evaluate the default grid").count() == 0
+    page.goto(f"{read_only_server}/Explore?checkpoint=default&dataset={SHOWCASE_DATASET}")
+    settle(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    no_errors(page, "read-only Explore")
+    assert page.get_by_role("button", name="Measure latency").count() == 0
