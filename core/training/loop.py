@@ -19,6 +19,7 @@ checkpoint; only finished folders are registered in the database (with a ``runs`
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import random
@@ -190,8 +191,6 @@ def output_lock(output_dir: Path) -> Iterator[None]:
 
     A second training into the same folder is refused at once instead of failing after its work.
     """
-    import fcntl
-
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     path = output_dir.parent / f".{output_dir.name}.lock"
     while True:
