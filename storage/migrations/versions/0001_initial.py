@@ -2,7 +2,6 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2025-11-23
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from alembic import op
 
 revision: str = "0001_initial"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 FP = sa.String(128)
 TS = sa.DateTime(timezone=True)

@@ -2,7 +2,6 @@
 
 Revision ID: 0002_cost_tables
 Revises: 0001_initial
-Create Date: 2026-11-23
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from alembic import op
 
 revision: str = "0002_cost_tables"
 down_revision: str | Sequence[str] | None = "0001_initial"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 FP = sa.String(128)
 TS = sa.DateTime(timezone=True)

@@ -2,7 +2,6 @@
 
 Revision ID: 0003_reference_models
 Revises: 0002_cost_tables
-Create Date: 2026-12-03
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from alembic import op
 
 revision: str = "0003_reference_models"
 down_revision: str | Sequence[str] | None = "0002_cost_tables"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 SHA = sa.String(64)
 

@@ -5,7 +5,6 @@ an exported ``run_id`` became ambiguous. PostgreSQL's sequence never goes back: 
 
 Revision ID: 0004_runs_autoincrement
 Revises: 0003_reference_models
-Create Date: 2026-12-03
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from alembic import op
 
 revision: str = "0004_runs_autoincrement"
 down_revision: str | Sequence[str] | None = "0003_reference_models"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -5,7 +5,6 @@ Every existing row was measured on torch float32, so the new ``backend`` column 
 
 Revision ID: 0005_backends
 Revises: 0004_runs_autoincrement
-Create Date: 2026-12-03
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from alembic import op
 
 revision: str = "0005_backends"
 down_revision: str | Sequence[str] | None = "0004_runs_autoincrement"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 # table -> (unique constraint, its columns before this revision)
 KEYS: dict[str, tuple[str, list[str]]] = {

@@ -9,7 +9,6 @@ and maintaining it cost a quarter of the insert time of a whole-repository impor
 
 Revision ID: 0006_reference_file_stats
 Revises: 0005_backends
-Create Date: 2026-12-03
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from alembic import op
 
 revision: str = "0006_reference_file_stats"
 down_revision: str | Sequence[str] | None = "0005_backends"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
