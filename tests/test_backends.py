@@ -17,7 +17,7 @@ import pytest
 from core import backends, checkpoints, datasets, scoring, submodels
 from core.lab.evaluate import evaluate_grid
 from core.submodels import EmbeddingCache
-from tests.tinymodel import build_tiny_checkpoint
+from tests.tinymodel import build_tiny_checkpoint, maskless_checkpoint
 
 TEXTS = ["A man is playing a guitar.", "Stocks fell.", "x", "A much longer sentence " * 6]
 
@@ -148,11 +148,7 @@ def test_missing_onnxruntime_is_one_clear_error(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_encoder_without_attention_mask_cannot_be_exported(tmp_path: Path) -> None:
-    folder = build_tiny_checkpoint(tmp_path / "no-mask")
-    config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    config["model_input_names"] = ["input_ids"]
-    config_path.write_text(json.dumps(config))
+    folder = maskless_checkpoint(tmp_path / "no-mask")
     loaded = checkpoints.load(str(folder))
     with pytest.raises(backends.BackendError, match="cannot export BertModel to ONNX: its tokenizer gives"):
         backends.runner_for(loaded.model, loaded.info.fingerprint, "onnx", root=tmp_path / "graphs")

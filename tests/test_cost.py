@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from core.lab import cost as lab_cost
 from core.lab.store import open_store
 from storage import cost_repository, db, repository
 from storage.schema import metadata
-from tests.tinymodel import build_tiny_checkpoint
+from tests.tinymodel import build_tiny_checkpoint, run_core
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CK_FP = "c" * 32
@@ -510,14 +509,7 @@ def _cli(args: list[str], env_home: Path) -> subprocess.CompletedProcess[str]:
         "MLAB_DATABASE_URL": f"sqlite:///{env_home / 'lab.sqlite3'}",
     }
     env.pop("MLAB_READ_ONLY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "core", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_core(args, env)
 
 
 def test_cli_json_is_pure_json_with_the_contract_keys(

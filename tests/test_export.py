@@ -16,7 +16,7 @@ from sentence_transformers import SentenceTransformer
 
 from core import backends, checkpoints, datasets, export, scoring, submodels
 from core.submodels import SubModel
-from tests.tinymodel import build_tiny_checkpoint
+from tests.tinymodel import build_tiny_checkpoint, maskless_checkpoint, run_core
 
 TEXTS = ["A man is playing a guitar.", "Stocks fell sharply on Monday.", "x", "A long sentence " * 8]
 
@@ -118,11 +118,7 @@ def test_bad_requests_leave_nothing_behind(tiny: checkpoints.LoadedCheckpoint, t
 
 
 def test_failed_onnx_export_leaves_no_folder(tmp_path: Path) -> None:
-    folder = build_tiny_checkpoint(tmp_path / "no-mask")
-    config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    config["model_input_names"] = ["input_ids"]
-    config_path.write_text(json.dumps(config))
+    folder = maskless_checkpoint(tmp_path / "no-mask")
     loaded = checkpoints.load(str(folder))
     out = tmp_path / "exports"
     out.mkdir()
@@ -159,7 +155,6 @@ def test_exported_folder_reproduces_the_cell_scores_in_the_lab(tmp_path: Path) -
 def test_cli_export_prints_the_folder_registers_it_and_cards_the_scores(tmp_path: Path) -> None:
     import os
     import subprocess
-    import sys
 
     folder = build_tiny_checkpoint(tmp_path / "tiny", layers=3)
     sts = tmp_path / "pairs.tsv"
@@ -169,17 +164,9 @@ def test_cli_export_prints_the_folder_registers_it_and_cards_the_scores(tmp_path
     home = tmp_path / "home"
     env = {**os.environ, "MLAB_HOME": str(home), "MLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'lab.db'}"}
     env["MLAB_CACHE_DIR"] = str(tmp_path / "cache")
-    repo = Path(__file__).resolve().parents[1]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "core", *args],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        return run_core(list(args), env)
 
     evaluated = cli(
         "evaluate",

@@ -3,7 +3,6 @@ the database, exporting the selected sub-model (hidden in read-only mode), one c
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core import views
 from core.lab.evaluate import evaluate_grid
 from storage import db, repository
-from tests.pagedata import STS_DATASET, Lab, build_lab
+from tests.pagedata import STS_DATASET, Lab, build_lab, copy_lab_database, no_errors, run_page
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPLORE = str(ROOT / "pages" / "1_Explore.py")
@@ -41,12 +40,7 @@ def backend_lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
 
 @pytest.fixture
 def lab(backend_lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
-    copy = tmp_path / "lab-copy.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(str(backend_lab_template.folder / "lab.sqlite3") + suffix)
-        if source.exists():
-            shutil.copy(source, str(copy) + suffix)
-    url = f"sqlite:///{copy}"
+    url = copy_lab_database(backend_lab_template, tmp_path)
     monkeypatch.setenv("MLAB_DATABASE_URL", url)
     yield Lab(
         backend_lab_template.folder,
@@ -58,15 +52,7 @@ def lab(backend_lab_template: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def app(path: str, **query: str) -> AppTest:
-    at = AppTest.from_file(path, default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def no_errors(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+    return run_page(path, TIMEOUT, **query)
 
 
 def stored(lab: Lab, backend: str) -> pd.DataFrame:

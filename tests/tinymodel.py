@@ -6,6 +6,8 @@ every test runs the same real code paths (tokenizer, encoder, pooling, normalize
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -53,3 +55,27 @@ def wide_checkpoint(workdir: Path) -> Path:
     if not folder.exists():
         build_tiny_checkpoint(folder, layers=1, hidden=384)
     return folder
+
+
+def maskless_checkpoint(folder: Path) -> Path:
+    """A tiny checkpoint whose tokenizer gives no ``attention_mask`` (the ONNX exporter refuses it)."""
+    import json
+
+    build_tiny_checkpoint(folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["model_input_names"] = ["input_ids"]
+    config_path.write_text(json.dumps(config))
+    return folder
+
+
+def run_core(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m core ARGS`` in a subprocess of this checkout with ``env``; text output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -24,29 +24,9 @@ from core import mteb
 from core.lab import mteb as lab_mteb
 from core.lab.store import open_store
 
-REFERENCE_KEYS = (
-    "model",
-    "revision",
-    "embed_dim",
-    "n_parameters",
-    "task",
-    "dataset",
-    "metric",
-    "value",
-    "source",
-)
-TABLE_KEYS = (
-    "model",
-    "revision",
-    "embed_dim",
-    "n_parameters",
-    "task",
-    "dataset",
-    "split",
-    "subset",
-    "metric",
-    "value",
-)
+MODEL_KEYS = ("model", "revision", "embed_dim", "n_parameters", "task", "dataset")
+REFERENCE_KEYS = (*MODEL_KEYS, "metric", "value", "source")  # the `references --json` contract
+TABLE_KEYS = (*MODEL_KEYS, "split", "subset", "metric", "value")
 
 
 def add_parser(subparsers: Any) -> None:

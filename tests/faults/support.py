@@ -97,6 +97,11 @@ def start_cli(args: Sequence[str], env: dict[str, str], log: Path) -> subprocess
     )
 
 
+def run(cmd: Sequence[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` from the repository root with ``env`` and wait; text output captured."""
+    return subprocess.run(list(cmd), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def kill9(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the process (and its group) and reap it."""
     with contextlib.suppress(ProcessLookupError):

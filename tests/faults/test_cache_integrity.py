@@ -41,6 +41,17 @@ def _values(report: evaluate.GridReport) -> dict[tuple[int, int, str, str], floa
     return {(int(r.layer), int(r.dim), r.precision, r.metric): r.value for r in report.frame.itertuples()}
 
 
+def _clean_run(checkpoint: Path, sts: Path, tmp_path: Path) -> evaluate.GridReport:
+    """The same grid from scratch: a fresh cache and database (the reference a repaired run must equal)."""
+    return evaluate.evaluate_grid(
+        str(checkpoint),
+        str(sts),
+        dims=DIMS,
+        cache=EmbeddingCache(tmp_path / "clean"),
+        session_factory=db.init_db(f"sqlite:///{tmp_path / 'clean.sqlite3'}"),
+    )
+
+
 def _entries(cache_root: Path) -> list[Path]:
     return sorted(cache_root.rglob("*.npy"))
 
@@ -152,13 +163,7 @@ def test_entry_copied_from_another_checkpoint_is_refused(tmp_path: Path, sts: Pa
         str(second), str(sts), dims=DIMS, cache=cache, session_factory=open_store()
     )
     assert report_b.encoded_texts == report_a.encoded_texts
-    clean = evaluate.evaluate_grid(
-        str(second),
-        str(sts),
-        dims=DIMS,
-        cache=EmbeddingCache(tmp_path / "clean"),
-        session_factory=db.init_db(f"sqlite:///{tmp_path / 'clean.sqlite3'}"),
-    )
+    clean = _clean_run(second, sts, tmp_path)
     assert _values(report_b) == pytest.approx(_values(clean), abs=1e-6)
 
 
@@ -203,13 +208,7 @@ def test_weights_changed_after_evaluation_give_new_results_never_the_old(
     assert after.computed == len(after.frame) // 2 and after.reused == 0  # nothing reused
     assert after.encoded_texts > 0  # the old embeddings were not reused either
     assert _values(after) != pytest.approx(_values(before), abs=1e-6)
-    clean = evaluate.evaluate_grid(
-        str(tiny),
-        str(sts),
-        dims=DIMS,
-        cache=EmbeddingCache(tmp_path / "clean"),
-        session_factory=db.init_db(f"sqlite:///{tmp_path / 'clean.sqlite3'}"),
-    )
+    clean = _clean_run(tiny, sts, tmp_path)
     assert _values(after) == pytest.approx(_values(clean), abs=1e-6)
     # Both versions stay in the database under their own fingerprints; the old numbers are kept.
     with open_store()() as s:

@@ -137,14 +137,7 @@ def test_results_and_checkpoints_read_a_read_only_database(tiny: Path, tmp_path:
     env = {**support.lab_env(lab_env, copy), "MLAB_CACHE_DIR": str(tmp_path / "cache")}
     try:
         for command in (["results", "--format", "json"], ["checkpoints", "--json"]):
-            done = subprocess.run(
-                _as_non_root([sys.executable, "-m", "core", *command]),
-                cwd=support.REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
+            done = support.run(_as_non_root([sys.executable, "-m", "core", *command]), env)
             assert done.returncode == 0, done.stderr
             assert "Traceback" not in done.stderr
             if command[0] == "results":

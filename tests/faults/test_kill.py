@@ -198,14 +198,7 @@ def test_kill9_mid_training_registers_nothing_and_marks_run_interrupted(tiny: Pa
     # Training again into the same output folder works and registers exactly the finished checkpoint.
     short = [*args]
     short[short.index("--max-steps") + 1] = "2"
-    done = subprocess.run(
-        [sys.executable, "-m", module, *short],
-        cwd=support.REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = support.run([sys.executable, "-m", module, *short], env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == str(output.resolve())
     assert list(tmp_path.glob(".trained.partial-*")) == []  # the dead run's leftovers were cleaned
