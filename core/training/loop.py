@@ -1,9 +1,10 @@
-"""The training loop: fine-tune a base checkpoint with one of the 2D Matryoshka methods on CPU.
+"""The training loop: validation, the methods' objective and ``fit`` (pure compute, nothing stored).
 
-``train(TrainConfig(...))`` loads the base checkpoint (never mutating the shared cached model: it trains
-a deep copy, or a truncated copy for ``separate``), loads pairs from an STS file (CoSENT) or a BEIR
-train split (MultipleNegativesRanking), and runs AdamW with linear warmup and decay, gradient clipping
-at 1.0 and weight decay 0 (the Hugging Face Trainer defaults sentence-transformers trains with).
+``core.lab.training.train(TrainConfig(...))`` loads the base checkpoint (never mutating the shared cached
+model: it trains a deep copy, or a truncated copy for ``separate``) and pairs from an STS file (CoSENT)
+or a BEIR train split (MultipleNegativesRanking); ``fit`` here runs AdamW with linear warmup and decay,
+gradient clipping at ``max_grad_norm`` (1.0) and weight decay 0 (the Hugging Face Trainer defaults
+sentence-transformers trains with).
 
 Each step tokenizes the batch's two text columns, runs ONE encoder pass per column through
 ``core.submodels.forward_all_layers`` (every needed layer pooled from the same pass the evaluator
@@ -13,8 +14,8 @@ give the same weights on CPU.
 
 Output: ``output_dir`` holds a sentence-transformers folder with ``training_card.json``; for
 ``separate`` it holds ``manifest.json`` and one such folder per (layer, dim) pair. Work happens in a
-hidden sibling folder renamed into place at the end, so a cancelled or failed run leaves no half
-checkpoint; only finished folders are registered in the database (with a ``runs`` row of kind train).
+hidden sibling folder renamed into place at the end (``prepare_output``), so a cancelled or failed run
+leaves no half checkpoint; ``core.lab.training`` registers only finished folders (with a ``runs`` row).
 """
 
 from __future__ import annotations
