@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pandas as pd
@@ -307,16 +306,26 @@ def test_reimport_reads_only_files_whose_size_or_mtime_changed(tmp_path: Path) -
     assert (record.file_size, record.file_mtime_ns) == (len(data), stat.st_mtime_ns + 2_000_000_000)
 
 
-def test_parallel_reading_stores_what_the_sequential_import_stores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert threading.active_count() == 1  # else the import reads in this process and this tests nothing
+def test_parallel_reading_stores_what_the_sequential_import_stores(tmp_path: Path) -> None:
+    # Each import runs in a fresh single-threaded interpreter, as the CLI does: the parallel path forks,
+    # and this test process has threads of its own once other tests ran (then the import reads in-process).
+    script = (
+        "import sys, threading\n"
+        "from core.lab import mteb\n"
+        "from storage import db\n"
+        "assert threading.active_count() == 1\n"
+        "mteb.PARALLEL_FILES = int(sys.argv[3])\n"
+        "report = mteb.import_results(db.init_db(sys.argv[1]), sys.argv[2])\n"
+        "print(report.files_changed, len(report.errors))\n"
+    )
     contents = []
     for parallel in (False, True):
-        monkeypatch.setattr(lab_mteb, "PARALLEL_FILES", 1 if parallel else 10**9)
         url = f"sqlite:///{tmp_path / f'p{parallel}.sqlite3'}"
-        report = lab_mteb.import_results(db.init_db(url), SHIPPED)
-        assert report.files_changed == 112 and report.errors == ()
+        threshold = "1" if parallel else str(10**9)
+        done = subprocess.run([sys.executable, "-c", script, url, str(SHIPPED), threshold], cwd=REPO,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["112", "0"]
         contents.append(_table_contents(url))
     assert contents[0] == contents[1] and len(contents[0]["reference_scores"]) == 402
 
