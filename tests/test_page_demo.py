@@ -33,8 +33,10 @@ def lab_template(tmp_path_factory: pytest.TempPathFactory) -> Lab:
 
 
 @pytest.fixture
-def lab(lab_template: Lab, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+def lab(lab_template: Lab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Lab]:
     monkeypatch.setenv("MLAB_DATABASE_URL", lab_template.database_url)  # the demo only reads it
+    # the corpus list must not depend on whether ../shared/data sits beside the checkout
+    monkeypatch.setenv("MLAB_EXTRA_DATA", str(tmp_path / "no-extra-data"))
     demo.clear_caches()
     yield lab_template
 
