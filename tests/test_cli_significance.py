@@ -13,6 +13,7 @@ from scipy import stats
 
 from core import significance, views
 from core.cli.main import main
+from core.lab.evaluate import evaluate_grid
 from storage import db, repository
 from tests.pagedata import PAIRS, STS_DATASET, Lab, build_lab_in_own_home
 
@@ -130,3 +131,55 @@ def test_bad_cells_are_one_error_line(
 def test_unknown_dataset_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--dataset", "nope", "--a", "default:1:32", "--b", "default:6:384")
     assert code == 2 and "no dataset named 'nope'" in err
+
+
+@pytest.fixture(scope="module")
+def onnx_lab(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    """The lab plus tiny-3x48 layers 1 and 3 on onnx at dims 20 and 48 (dim 20 exists on onnx only)."""
+    home = tmp_path_factory.mktemp("sighome")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLAB_HOME", str(home))
+        mp.setenv("MLAB_CACHE_DIR", str(home / "embedding-cache"))
+        evaluate_grid(str(lab.checkpoints["tiny-3x48"]), lab.sts_spec, [1, 3], [20, 48],
+                      session_factory=db.init_db(lab.database_url), backend="onnx")  # fmt: skip
+    return lab
+
+
+def onnx_similarities(lab: Lab, layer: int, dim: int) -> np.ndarray:
+    with db.init_db(lab.database_url)() as s:
+        record = repository.get_checkpoint(s, str(lab.checkpoints["tiny-3x48"]))
+        dataset = repository.get_dataset(s, STS_DATASET)
+        assert record is not None and dataset is not None
+        found = repository.get_item_scores(s, checkpoint_fp=record.fingerprint, dataset_fp=dataset.fingerprint,
+                                           split="test", layer=layer, dim=dim, precision="float32",
+                                           kind="pair_similarity", backend="onnx")  # fmt: skip
+    assert found is not None
+    return np.asarray(found.values, dtype=np.float64)[np.argsort([int(i) for i in found.ids])]
+
+
+def test_backend_reads_that_backends_item_scores(onnx_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = onnx_lab.checkpoints["tiny-3x48"]
+    args = ["--dataset", STS_DATASET, "--a", f"{ckpt}:1:20", "--b", f"{ckpt}:3:48", "--resamples", "300"]
+    code, out, err = run(capsys, *args, "--backend", "onnx", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["backend"] == "onnx" and set(result) >= KEYS
+    gold = np.array([score for _, _, score in PAIRS])
+    expected = significance.paired_tests(onnx_similarities(onnx_lab, 1, 20), onnx_similarities(onnx_lab, 3, 48),
+                                         gold, statistic="spearman", n_resamples=300)  # fmt: skip
+    for key, test, field in (("value_a", "bootstrap", "score_a"), ("value_b", "bootstrap", "score_b"),
+                             ("ci_low", "bootstrap", "ci_low"), ("ci_high", "bootstrap", "ci_high"),
+                             ("p_bootstrap", "bootstrap", "p_value"), ("p_randomization", "randomization", "p_value")):  # fmt: skip
+        assert result[key] == pytest.approx(getattr(expected[test], field), abs=1e-12), key
+    # dim 20 was evaluated on onnx only: the default (torch) refuses it, naming the cell
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "(1, 20) has no stored per-item scores" in err
+    code, _, err = run(capsys, *args, "--backend", "tpu")
+    assert code == 2 and "--backend 'tpu' is not one of torch" in err
+
+
+def test_json_of_the_default_backend_says_torch(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = lab.checkpoints["tiny-3x48"]
+    code, out, _ = run(capsys, "--dataset", STS_DATASET, "--a", f"{ckpt}:1:32", "--b", f"{ckpt}:3:48",
+                       "--resamples", "100", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["backend"] == "torch"

@@ -3,7 +3,7 @@
     python -m core significance --dataset stsb-test --a default:6:384 --b default:2:64 --json
 
 prints ``{"a", "b", "metric", "value_a", "value_b", "delta", "ci_low", "ci_high", "p_bootstrap",
-"p_randomization", "resamples", ...}``: the numbers the Compare page's "Is a difference significant?"
+"p_randomization", "resamples", "backend", ...}``: the numbers the Compare page's "Is a difference significant?"
 shows for the same cells, resamples and seed.
 """
 
@@ -30,6 +30,7 @@ def cmd_significance(args: argparse.Namespace) -> list[dict[str, Any]] | None:
         metric=args.metric,
         resamples=args.resamples,
         seed=args.seed,
+        backend=args.backend,
     )
     if args.json:
         json.dump(json_ready(result), sys.stdout, indent=1, allow_nan=False)
@@ -52,6 +53,9 @@ def add_parser(sub: Any) -> None:
     sig.add_argument("--a", required=True, help="cell A (the baseline) as CKPT:LAYER:DIM, e.g. default:6:384")
     sig.add_argument("--b", required=True, help="cell B as CKPT:LAYER:DIM")
     sig.add_argument("--precision", default="float32", help="precision of both cells (default float32)")
+    sig.add_argument(
+        "--backend", default="torch", help="deployment backend of both cells' stored scores (default torch)"
+    )
     sig.add_argument("--metric", default=None, help="default: the dataset's main score")
     sig.add_argument("--resamples", type=_positive, default=10_000, help="resamples of each test (10000)")
     sig.add_argument("--seed", type=int, default=0, help="seed of both tests (0)")

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.errors import LabError
-from core import checkpoints, datasets, metrics, quantize
+from core import backends, checkpoints, datasets, metrics, quantize
 from core.lab.insight import CellRef, compare_cells
 from storage import repository
 
@@ -82,15 +82,19 @@ def compare_stored(
     metric: str | None = None,
     resamples: int = 10_000,
     seed: int = 0,
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> dict[str, Any]:
-    """Paired bootstrap and randomization tests of cell B against cell A on ``dataset`` (delta = B - A)."""
+    """Paired bootstrap and randomization tests of cell B against cell A on ``dataset`` (delta = B - A),
+    both read from the stored per-item scores of deployment ``backend``."""
     if precision not in quantize.PRECISIONS:
         raise CompareError(f"--precision {precision!r} is not one of {', '.join(quantize.PRECISIONS)}")
+    if backend not in backends.BACKENDS:  # stored scores only: no need for the backend's packages
+        raise CompareError(f"--backend {backend!r} is not one of {', '.join(backends.BACKENDS)}")
     cells = {"--a": parse_cell(a, "--a"), "--b": parse_cell(b, "--b")}
     with session_factory() as s:
         spec, dataset_fp = _dataset(s, dataset)
         refs = {
-            option: CellRef(_checkpoint_fp(s, ckpt, option), layer, dim, precision, ckpt)
+            option: CellRef(_checkpoint_fp(s, ckpt, option), layer, dim, precision, ckpt, backend)
             for option, (ckpt, layer, dim) in cells.items()
         }
     chosen = metric or metrics.MAIN_SCORE[spec.kind]
@@ -112,6 +116,7 @@ def compare_stored(
         "resamples": resamples,
         "dataset": spec.name,
         "precision": precision,
+        "backend": backend,
         "statistic": boot.statistic,
         "n_items": boot.n_items,
         "seed": seed,

@@ -35,7 +35,7 @@ from scipy import stats
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.errors import LabError
-from core import datasets, metrics, significance
+from core import backends, datasets, metrics, significance
 from storage import repository
 
 SNIPPET_CHARS = 160
@@ -48,19 +48,22 @@ class InsightError(LabError):
 
 @dataclass(frozen=True)
 class CellRef:
-    """One stored cell of one checkpoint; ``label`` is what tables show (default: the checkpoint fp)."""
+    """One stored cell of one checkpoint on one deployment backend; ``label`` is what tables show
+    (default: the checkpoint fp)."""
 
     checkpoint_fp: str
     layer: int
     dim: int
     precision: str = "float32"
     label: str = ""
+    backend: str = backends.DEFAULT_BACKEND
 
     @property
     def name(self) -> str:
-        """``label (layer, dim[, precision])``."""
+        """``label (layer, dim[, precision][, backend])``."""
         prec = "" if self.precision == "float32" else f", {self.precision}"
-        return f"{self.label or self.checkpoint_fp[:8]} ({self.layer}, {self.dim}{prec})"
+        on = "" if self.backend == backends.DEFAULT_BACKEND else f", {self.backend}"
+        return f"{self.label or self.checkpoint_fp[:8]} ({self.layer}, {self.dim}{prec}{on})"
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ def _load_items(
             dim=cell.dim,
             precision=cell.precision,
             kind=kind,
+            backend=cell.backend,
         )
     if found is None:
         raise InsightError(
