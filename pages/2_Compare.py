@@ -9,6 +9,7 @@ import streamlit as st
 from core import figures, submodels, views
 from ui import (
     actions,
+    backend_widgets,
     compare_widgets,
     guards,
     insight_views,
@@ -25,7 +26,10 @@ TITLE = "Compare checkpoints"
 records = resources.checkpoints()
 guards.need_checkpoints(records, TITLE)
 choice = pickers.dataset(resources.dataset_choices(), "compare_dataset")
-frames = {r.fingerprint: resources.results(r.fingerprint, choice.fingerprint) for r in records}
+backend = backend_widgets.picker([r.fingerprint for r in records], choice.fingerprint, "compare_backend")
+frames = {
+    r.fingerprint: resources.results(r.fingerprint, choice.fingerprint, backend=backend) for r in records
+}
 with_results = [ref for ref, r in pickers.checkpoint_refs(records).items() if not frames[r.fingerprint].empty]
 chosen = pickers.checkpoints(records, "compare_checkpoints", with_results[:2])
 merged = pd.concat([frames[r.fingerprint] for r in chosen], ignore_index=True) if chosen else pd.DataFrame()
@@ -40,7 +44,7 @@ state.init_page("compare", {})
 if len(chosen) < 2:
     guards.stop(
         f"Pick at least two checkpoints in the sidebar. {len(with_results)} of {len(records)} registered "
-        f"checkpoints have results on **{choice.name}**; a picked checkpoint without results can be "
+        f"checkpoints have results on **{choice.name}** ({backend}); a picked checkpoint without results can be "
         "evaluated here, or register another one on Home.",
         nav.EXPLORE,
         "Go to Explore",
@@ -54,18 +58,23 @@ diagonals = {name: submodels.default_diagonal(r.num_layers, r.embedding_dim) for
 
 # ---- render
 for name in empty:
-    st.warning(f"**{name}** has no {precision} results on {choice.name}.", icon=":material/warning:")
+    st.warning(
+        f"**{name}** has no {precision} results on {choice.name} ({backend}).", icon=":material/warning:"
+    )
     actions.compute_button(
         f"Evaluate {name} now",
         f"compare_evaluate_{by_name[name].fingerprint[:12]}",
         by_name[name].name,
         choice,
+        precisions=[precision],
+        backend=backend,
     )
 if len(pivots) < 2:
     st.stop()
 
-st.subheader(f"{figures.metric_label(metric)} on {choice.name} ({precision})")
-zmin, zmax = compare_widgets.heatmaps(pivots, diagonals, choice.name, metric, precision)
+on = precision if backend == "torch" else f"{precision}, {backend}"
+st.subheader(f"{figures.metric_label(metric)} on {choice.name} ({on})")
+zmin, zmax = compare_widgets.heatmaps(pivots, diagonals, choice.name, metric, on)
 shared = compare_widgets.missing_captions(
     {name: views.cells_of(frames[by_name[name].fingerprint], metric, precision) for name in pivots}
 )
@@ -78,11 +87,11 @@ a, b = compare_widgets.pick_a_b(list(pivots))
 if a == b:
     st.info("Pick two different checkpoints for A and B.", icon=":material/info:")
 else:
-    insight_views.delta_section(pivots, by_name, diagonals, choice, metric, precision, a, b)
+    insight_views.delta_section(pivots, by_name, diagonals, choice, metric, precision, a, b, backend)
 
 st.subheader("Per size along the diagonal")
 table = insight_views.per_size_table(  # significance marks; the paper's columns on request
-    pivots, {name: diagonals[name] for name in pivots}, by_name, choice, metric, precision
+    pivots, {name: diagonals[name] for name in pivots}, by_name, choice, metric, precision, backend
 )
 if len({tuple(p) for p in table.pairs.values()}) > 1:
     for name, pairs in table.pairs.items():
@@ -97,4 +106,5 @@ insight_views.significance_section(
     choice,
     metric,
     precision,
+    backend,
 )

@@ -1,22 +1,25 @@
-"""AppTest of the backend knob on Explore and Curves: picking a backend, the delta vs torch shown from
-the database, exporting the selected sub-model (hidden in read-only mode), one chart for two backends."""
+"""AppTest of the backend knob on Explore, Compare and Curves: picking a backend, the delta vs torch shown
+from the database, exporting the selected sub-model (hidden in read-only mode), one chart for two backends,
+Compare's tables and paired tests read from the picked backend's stored cells and per-item scores."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import views
+from core import significance, submodels, views
 from core.lab.evaluate import evaluate_grid
 from storage import db, repository
-from tests.pagedata import STS_DATASET, Lab, build_lab, copy_lab_database, no_errors, run_page
+from tests.pagedata import PAIRS, STS_DATASET, Lab, build_lab, copy_lab_database, no_errors, run_page
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPLORE = str(ROOT / "pages" / "1_Explore.py")
+COMPARE = str(ROOT / "pages" / "2_Compare.py")
 CURVES = str(ROOT / "pages" / "3_Curves.py")
 TIMEOUT = 180
 
@@ -55,12 +58,25 @@ def app(path: str, **query: str) -> AppTest:
     return run_page(path, TIMEOUT, **query)
 
 
-def stored(lab: Lab, backend: str) -> pd.DataFrame:
+def stored(lab: Lab, backend: str, name: str = "tiny-3x48") -> pd.DataFrame:
     factory = db.init_db(lab.database_url)
     with factory() as s:
-        record = repository.get_checkpoint(s, str(lab.checkpoints["tiny-3x48"]))
+        record = repository.get_checkpoint(s, str(lab.checkpoints[name]))
         assert record is not None
         return repository.results_frame(s, checkpoint_fp=record.fingerprint, backend=backend)
+
+
+def stored_items(lab: Lab, name: str, cell: tuple[int, int], backend: str) -> np.ndarray:
+    """A cell's stored per-pair similarities on ``backend``, in pair order."""
+    with db.init_db(lab.database_url)() as s:
+        record = repository.get_checkpoint(s, str(lab.checkpoints[name]))
+        dataset = repository.get_dataset(s, STS_DATASET)
+        assert record is not None and dataset is not None
+        found = repository.get_item_scores(s, checkpoint_fp=record.fingerprint, dataset_fp=dataset.fingerprint,
+                                           split="test", layer=cell[0], dim=cell[1], precision="float32",
+                                           kind="pair_similarity", backend=backend)  # fmt: skip
+    assert found is not None
+    return np.asarray(found.values, dtype=np.float64)[np.argsort([int(i) for i in found.ids])]
 
 
 def test_explore_shows_the_backend_cell_and_its_delta_vs_torch(lab: Lab) -> None:
@@ -117,3 +133,50 @@ def test_curves_puts_two_backends_on_one_front(lab: Lab) -> None:
     ) == sorted(zip(expected["layer"], expected["dim"], expected["value"].round(6), strict=True))
     assert {str(c).rsplit(" ", 1)[-1] for c in front["checkpoint"]} <= {"[torch]", "[onnx-int8]"}
     assert len(at.selectbox(key="curves_export_pick").options) == len(front)  # any front point exports
+
+
+def test_compare_reads_the_picked_backends_cells_and_item_scores(lab: Lab) -> None:
+    factory = db.init_db(lab.database_url)
+    for name, (k, d) in (("tiny-4x64", (4, 64)), ("tiny-3x48", (3, 48))):  # dim 20: a cell torch lacks
+        evaluate_grid(str(lab.checkpoints[name]), lab.sts_spec, None, [*views.default_grid_dims(k, d), 20],
+                      session_factory=factory, backend="onnx")  # fmt: skip
+    at = app(COMPARE, dataset=STS_DATASET, backend="onnx")
+    no_errors(at)
+    assert at.selectbox(key="compare_backend").value == "onnx"
+    table = at.table[0].value
+    for name, (k, d) in (("tiny-4x64", (4, 64)), ("tiny-3x48", (3, 48))):
+        onnx = stored(lab, "onnx", name)
+        for i, cell in enumerate(submodels.default_diagonal(k, d)):
+            shown = float(table.loc[f"size {i + 1}", name])
+            assert shown == pytest.approx(views.cell_value(onnx, "cosine_spearman", cell), abs=5e-5)
+
+    at.selectbox(key="compare_sig_A_ckpt").select("tiny-3x48").run()
+    at.selectbox(key="compare_sig_B_ckpt").select("tiny-4x64").run()
+    at.selectbox(key="compare_sig_A_cell").select((1, 20)).run()  # offered: it is an onnx cell
+    at.select_slider(key="compare_sig_resamples").set_value(1000).run()
+    no_errors(at)
+    tests = next(d.value for d in at.dataframe if "p-value" in d.value.columns)
+    gold = np.array([score for _, _, score in PAIRS])
+    a, b = stored_items(lab, "tiny-3x48", (1, 20), "onnx"), stored_items(lab, "tiny-4x64", (4, 64), "onnx")
+    expected = significance.paired_tests(a, b, gold, statistic="spearman", n_resamples=1000)
+    assert tests["A"].tolist() == pytest.approx([expected["bootstrap"].score_a] * 2)
+    assert tests["B"].tolist() == pytest.approx([expected["bootstrap"].score_b] * 2)
+    assert tests["p-value"].tolist() == pytest.approx([r.p_value for r in expected.values()])
+    assert tests["CI low"].iloc[0] == pytest.approx(expected["bootstrap"].ci_low)
+    assert any("Per-item scores of the onnx backend" in c.value for c in at.caption)
+
+
+def test_compare_offers_to_evaluate_a_checkpoint_lacking_the_backend(lab: Lab) -> None:
+    both = ",".join(str(lab.checkpoints[n]) for n in ("tiny-4x64", "tiny-3x48"))
+    at = app(COMPARE, dataset=STS_DATASET, backend="onnx-int8", checkpoints=both)
+    no_errors(at)
+    assert any("**tiny-4x64** has no float32 results on tiny-sts (onnx-int8)" in w.value for w in at.warning)
+    button = next(b for b in at.button if b.label == "Evaluate tiny-4x64 now")
+    button.click().run()
+    no_errors(at)
+    int8 = stored(lab, "onnx-int8", "tiny-4x64")
+    assert not int8.empty and not at.warning
+    table = at.table[0].value
+    for i, cell in enumerate(submodels.default_diagonal(4, 64)):
+        shown = float(table.loc[f"size {i + 1}", "tiny-4x64"])
+        assert shown == pytest.approx(views.cell_value(int8, "cosine_spearman", cell), abs=5e-5)

@@ -20,18 +20,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from common import settings
-from core import datasets, figures, reference, significance, views
+from core import backends, datasets, figures, reference, significance, views
 from core.lab import insight
 from core.lab.insight import CellRef
 from core.lab.queries import CheckpointRecord
 from ui import errors, pickers, resources
 
+TORCH = backends.DEFAULT_BACKEND
 MARK_RESAMPLES = 2000
 MARK_TEST = (f"paired randomization test (STS: swap each pair's within-model ranks; retrieval: each query's "
              f"scores), {MARK_RESAMPLES:,} resamples, p < 0.05, no multiple-comparison correction.")  # fmt: skip
 TEST_RESAMPLES = (1000, 2000, 5000, 10_000)
 Cell = tuple[int, int]
-CellKey = tuple[str, int, int, str]  # (checkpoint fp, layer, dim, precision): hashable for the cache
+CellKey = tuple[str, int, int, str, str]  # (checkpoint fp, layer, dim, precision, backend): hashable
 # Curves x axis -> the paper overlay's x (``reference.X_KINDS``)
 OVERLAY_X: dict[str, str] = {
     "layers_used": "layers",
@@ -42,7 +43,7 @@ OVERLAY_X: dict[str, str] = {
 
 
 def _ref(key: CellKey, label: str = "") -> CellRef:
-    return CellRef(key[0], key[1], key[2], key[3], label)
+    return CellRef(key[0], key[1], key[2], key[3], label, key[4])
 
 
 @st.cache_data(ttl=resources.TTL_S, max_entries=32, show_spinner=False)
@@ -70,8 +71,13 @@ def _diagonal_tests(url: str, gen: int, _spec: datasets.DatasetSpec, dataset_fp:
                                          session_factory=resources.session_factory())  # fmt: skip
 
 
-def _key(record: CheckpointRecord, cell: Cell, precision: str) -> CellKey:
-    return (record.fingerprint, int(cell[0]), int(cell[1]), precision)
+def _key(record: CheckpointRecord, cell: Cell, precision: str, backend: str = TORCH) -> CellKey:
+    return (record.fingerprint, int(cell[0]), int(cell[1]), precision, backend)
+
+
+def _on(precision: str, backend: str) -> str:
+    """What a chart title says about the cells: ``int8`` or ``int8, onnx`` (torch is the default)."""
+    return precision if backend == TORCH else f"{precision}, {backend}"
 
 
 def losses_section(
@@ -81,25 +87,38 @@ def losses_section(
     cell: Cell,
     precision: str,
     metric: str,
+    backend: str = TORCH,
 ) -> None:
-    """Explore: where the selected cell loses most, against the full model or another checkpoint."""
+    """Explore: where the selected cell (on ``backend``) loses most, against the full model or another
+    checkpoint on the same backend, or against the same cell on torch."""
     names = pickers.short_names(records)
     full = (record.num_layers, record.embedding_dim)
-    st.subheader(f"Where ({cell[0]}, {cell[1]}) loses")
+    st.subheader(f"Where ({cell[0]}, {cell[1]}) loses" + ("" if backend == TORCH else f" on {backend}"))
     if choice.spec is None:
         st.caption(f"The files of dataset {choice.name} are missing: per-item views need its texts.")
         return
     options: dict[str, CellKey] = {}
-    own = views.cells_of(resources.results(record.fingerprint, choice.fingerprint), metric, "float32")
+    if backend != TORCH:  # what the backend costs, item by item
+        torch_cells = views.cells_of(
+            resources.results(record.fingerprint, choice.fingerprint), metric, precision
+        )
+        if cell in torch_cells:
+            options[f"this cell on {TORCH}"] = _key(record, cell, precision)
+    own = views.cells_of(
+        resources.results(record.fingerprint, choice.fingerprint, backend=backend), metric, "float32"
+    )
     if (cell, precision) != (full, "float32") and full in own:  # only a stored full cell can be compared
-        options[f"the full model {full}"] = _key(record, full, "float32")
+        options[f"the full model {full}"] = _key(record, full, "float32", backend)
     for other in records:
         if other.fingerprint == record.fingerprint:
             continue
-        stored = views.cells_of(resources.results(other.fingerprint, choice.fingerprint), metric, precision)
+        frame = resources.results(other.fingerprint, choice.fingerprint, backend=backend)
+        stored = views.cells_of(frame, metric, precision)
         for other_cell in dict.fromkeys([cell, (other.num_layers, other.embedding_dim)]):
             if other_cell in stored:
-                options[f"{names[other.fingerprint]} {other_cell}"] = _key(other, other_cell, precision)
+                options[f"{names[other.fingerprint]} {other_cell}"] = _key(
+                    other, other_cell, precision, backend
+                )
     if not options:
         st.caption(
             "This is the full model and no other checkpoint has results here: nothing to compare with."
@@ -110,7 +129,7 @@ def losses_section(
     top = right.number_input("Rows", 5, 500, 20, step=5, key="explore_loss_top")
     with errors.user_errors("per-item view"):
         table = _losses(settings.database_url(), resources.generation(), choice.spec, choice.fingerprint,
-                        _key(record, cell, precision), options[against], metric)  # fmt: skip
+                        _key(record, cell, precision, backend), options[against], metric)  # fmt: skip
         st.dataframe(table.head(int(top)), hide_index=True, key="explore_loss_table",
                      column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns
                                     if table[c].dtype.kind == "f"})  # fmt: skip
@@ -131,8 +150,10 @@ def per_size_table(
     choice: resources.DatasetChoice,
     metric: str,
     precision: str,
+    backend: str = TORCH,
 ) -> views.DiagonalTable:
-    """Compare: the per-size table, significance marks against its first column, paper columns on request."""
+    """Compare: the per-size table, significance marks against its first column (tests on ``backend``'s
+    stored item scores), paper columns on request."""
     table = views.diagonal_table(pivots, diagonals)
     labels = tuple(str(label) for label in table.table.index[:-1])
     names = list(pivots)
@@ -142,7 +163,9 @@ def per_size_table(
     marks: dict[tuple[str, str], str] = {}
     tests: pd.DataFrame | None = None
     if show_marks and len(names) > 1 and choice.spec is not None:
-        columns = tuple((n, tuple(_key(records[n], c, precision) for c in diagonals[n])) for n in names)
+        columns = tuple(
+            (n, tuple(_key(records[n], c, precision, backend) for c in diagonals[n])) for n in names
+        )
         with errors.user_errors("significance marks"):
             tests = _diagonal_tests(settings.database_url(), resources.generation(), choice.spec,
                                     choice.fingerprint, columns, names[0], metric, labels)  # fmt: skip
@@ -175,8 +198,10 @@ def delta_section(
     precision: str,
     a: str,
     b: str,
+    backend: str = TORCH,
 ) -> None:
-    """Compare: the B - A heatmap, its diagonal cells marked where the difference is significant."""
+    """Compare: the B - A heatmap, its diagonal cells marked where the difference (tested on ``backend``'s
+    stored item scores) is significant."""
     delta = views.delta_pivot(pivots[a], pivots[b])
     shared = {(int(k), int(d)) for k in delta.index for d in delta.columns if pd.notna(delta.loc[k, d])}
     cells = [c for c in dict.fromkeys([*diagonals[a], *diagonals[b]]) if c in shared]
@@ -184,7 +209,7 @@ def delta_section(
     summary: list[str] = []
     if cells and choice.spec is not None:
         labels = tuple(f"({k}, {d})" for k, d in cells)
-        columns = tuple((n, tuple(_key(records[n], c, precision) for c in cells)) for n in (a, b))
+        columns = tuple((n, tuple(_key(records[n], c, precision, backend) for c in cells)) for n in (a, b))
         with errors.user_errors("significance marks"):
             tests = _diagonal_tests(settings.database_url(), resources.generation(), choice.spec,
                                     choice.fingerprint, columns, a, metric, labels)  # fmt: skip
@@ -193,7 +218,7 @@ def delta_section(
             summary = insight.significance_summary(tests, a)
     st.plotly_chart(
         figures.delta_heatmap(delta, metric=metric, title=figures.chart_title(f"{b} - {a}", choice.name, metric,
-                                                                              precision), marks=marks),
+                                                                              _on(precision, backend)), marks=marks),
         key="compare_delta",
         config={"displaylogo": False},
     )  # fmt: skip
@@ -209,8 +234,10 @@ def significance_section(
     choice: resources.DatasetChoice,
     metric: str,
     precision: str,
+    backend: str = TORCH,
 ) -> None:
-    """Compare: paired bootstrap and randomization tests of any two stored cells on this dataset."""
+    """Compare: paired bootstrap and randomization tests of any two stored cells on this dataset
+    (``frames`` and the per-item scores of deployment ``backend``)."""
     st.subheader("Is a difference significant?")
     if choice.spec is None:
         st.caption(f"The files of dataset {choice.name} are missing: the tests need its gold labels.")
@@ -225,7 +252,7 @@ def significance_section(
         full = (record.num_layers, record.embedding_dim)
         cell = column.selectbox(f"{side}: cell (layers, dims)", cells, index=cells.index(full) if full in cells else 0,
                                 key=f"compare_sig_{side}_cell", format_func=lambda c: f"({c[0]}, {c[1]})")  # fmt: skip
-        picks.append(_key(record, cell, precision))
+        picks.append(_key(record, cell, precision, backend))
     resamples = st.select_slider("Resamples", TEST_RESAMPLES, value=2000, key="compare_sig_resamples")
     if picks[0] == picks[1]:
         st.info("Pick two different cells.", icon=":material/info:")
@@ -244,7 +271,8 @@ def significance_section(
         swapped = "each pair's within-model ranks" if choice.kind == datasets.STS else "each query's scores"
         st.caption(f"B - A in {what} (positive: B is better), recomputed on each resample of the "
                    f"{results['bootstrap'].n_items:,} shared items; 95% interval: paired bootstrap percentiles; "
-                   f"p-values: bootstrap (shifted null) and paired randomization (swap {swapped}), two-sided.")  # fmt: skip
+                   f"p-values: bootstrap (shifted null) and paired randomization (swap {swapped}), two-sided. "
+                   f"Per-item scores of the {backend} backend.")  # fmt: skip
 
 
 def paper_overlay(fig: go.Figure, dataset: str, metric: str, x: str, where: object = None) -> None:
