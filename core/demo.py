@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from common.errors import LabError
-from core import checkpoints, datasets, quantize, retrieval, submodels, views
+from core import backends, checkpoints, datasets, quantize, retrieval, submodels, views
+from core.cost import encoding as cost_encoding
 from core.memo import LRUCache
 
 if TYPE_CHECKING:
@@ -58,19 +59,22 @@ class DemoError(LabError):
 
 @dataclass(frozen=True)
 class DemoModel:
-    """A sub-model to demo: a checkpoint name (as ``checkpoints.load`` takes it) and a grid cell."""
+    """A sub-model to demo: a checkpoint name (as ``checkpoints.load`` takes it), a grid cell and the
+    deployment backend that runs its encoder (core/backends)."""
 
     checkpoint: str
     layer: int
     dim: int
     precision: str = "float32"
+    backend: str = backends.DEFAULT_BACKEND
 
     @property
     def label(self) -> str:
-        """``default (3, 128)`` or ``default (3, 128, int8)``."""
+        """``default (3, 128)``, ``default (3, 128, int8)`` or ``default (3, 128, int8, onnx)``."""
         name = self.checkpoint.rstrip("/").rsplit("/", 1)[-1] if "/" in self.checkpoint else self.checkpoint
         prec = "" if self.precision == "float32" else f", {self.precision}"
-        return f"{name} ({self.layer}, {self.dim}{prec})"
+        on = "" if self.backend == backends.DEFAULT_BACKEND else f", {self.backend}"
+        return f"{name} ({self.layer}, {self.dim}{prec}{on})"
 
 
 @dataclass(frozen=True)
@@ -190,8 +194,39 @@ def _check_model(model: DemoModel, loaded: LoadedCheckpoint) -> None:
         submodels.validate_submodel(
             sub, loaded.info.num_layers, loaded.info.embedding_dim, allow_layer_zero=False
         )
-    except submodels.SubModelError as exc:
+        backends.check_backend(model.backend)
+    except (submodels.SubModelError, backends.BackendError) as exc:
         raise DemoError(f"{model.checkpoint}: {exc}") from None
+
+
+def deployed_encoder(
+    loaded: LoadedCheckpoint, layers: int, backend: str
+) -> Callable[[str, str | None], object]:
+    """``encode(text, prompt)`` by the ``layers``-deep sub-model as it ships on a non-torch ``backend``:
+    a truly truncated copy run as ``core.cost`` measures it (its own ONNX graph for the ONNX backends),
+    kept per (checkpoint, layers, backend) and warmed up once. The Demo times it; its answers come from
+    the evaluation's all-layer pass (:func:`search`)."""
+    import torch  # heavy: imported on first use
+
+    def build() -> Callable[[str, str | None], object]:
+        truncated = cost_encoding.truncated_sharing_weights(loaded.model, layers).eval()
+        run, _ = cost_encoding.encode_fn(truncated, loaded.info.fingerprint, backend)
+
+        def encode(text: str, prompt: str | None) -> object:
+            features = truncated.preprocess([text], prompt=prompt) if prompt else truncated.preprocess([text])
+            with torch.inference_mode():
+                return run(features)
+
+        encode("warm up", None)
+        return encode
+
+    try:
+        encoder: Callable[[str, str | None], object] = checkpoints.MODELS.get_or_build(
+            (loaded.info.fingerprint, layers, backend), build
+        )
+    except (backends.BackendError, cost_encoding.CostError) as exc:
+        raise DemoError(str(exc)) from None
+    return encoder
 
 
 def corpus_matrix(
@@ -200,11 +235,12 @@ def corpus_matrix(
     layer: int,
     cache: submodels.EmbeddingCache | None = None,
     progress: submodels.ProgressFn | None = None,
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> np.ndarray:
-    """Pooled full-width corpus embeddings at ``layer``, (n_docs, width), in corpus order.
+    """Pooled full-width corpus embeddings at ``layer`` on ``backend``, (n_docs, width), in corpus order.
 
-    A dataset corpus reads (or fills) the on-disk cache; pasted documents are encoded once per process
-    (all layers in one pass) and kept in memory only.
+    A dataset corpus reads (or fills) the on-disk cache, the grid evaluation's entries of that backend;
+    pasted documents are encoded once per process (all layers in one pass) and kept in memory only.
     """
     prompt = _prompt(loaded.info, DOCUMENT_PROMPT_NAMES)
     if corpus.cacheable:
@@ -215,14 +251,17 @@ def corpus_matrix(
             cache if cache is not None else submodels.EmbeddingCache(),
             prompt,
             progress=progress,
+            backend=backend,
         )
         return pooled.matrix(layer)
     all_layers = list(range(loaded.info.num_layers + 1))
 
     def build() -> submodels.PooledTexts:
-        return submodels.pooled_embeddings(loaded, corpus.texts, all_layers, None, prompt, progress=progress)
+        return submodels.pooled_embeddings(
+            loaded, corpus.texts, all_layers, None, prompt, progress=progress, backend=backend
+        )
 
-    pooled = _pasted.get_or_build((loaded.info.fingerprint, corpus.fingerprint), build)
+    pooled = _pasted.get_or_build((loaded.info.fingerprint, corpus.fingerprint, backend), build)
     return pooled.matrix(layer)
 
 
@@ -233,14 +272,48 @@ def _index(
     cache: submodels.EmbeddingCache | None,
     progress: submodels.ProgressFn | None,
 ) -> retrieval.CorpusIndex:
-    key = (loaded.info.fingerprint, corpus.fingerprint, model.layer, model.dim, model.precision)
+    key = (
+        loaded.info.fingerprint,
+        corpus.fingerprint,
+        model.layer,
+        model.dim,
+        model.precision,
+        model.backend,
+    )
 
     def build() -> retrieval.CorpusIndex:
-        matrix = corpus_matrix(loaded, corpus, model.layer, cache, progress)
+        matrix = corpus_matrix(loaded, corpus, model.layer, cache, progress, model.backend)
         emb = submodels.truncate(matrix, model.dim, submodels.normalizes(loaded.info.similarity))  # (n, dim)
         return retrieval.build_index(emb, model.precision)
 
     return _indexes.get_or_build(key, build)
+
+
+def _query_encode(
+    loaded: LoadedCheckpoint, model: DemoModel, query: str, prompt: str | None
+) -> Callable[[], np.ndarray]:
+    """What :func:`search` times per run: ``() -> (1, width)`` pooled query embedding.
+
+    torch: the truncated copy's own ``encode``. Other backends: the embedding is the grid evaluation's
+    (``pooled_embeddings`` on that backend's all-layer pass, so it equals the evaluated cell's), computed
+    once; each timed run encodes the query again by the sub-model as it ships (:func:`deployed_encoder`),
+    so the latency is that k-layer sub-model's, not the all-layer pass's.
+    """
+    if model.backend == backends.DEFAULT_BACKEND:
+        encoder = query_encoder(loaded, model.layer)
+        return lambda: np.asarray(
+            encoder.encode([query], prompt=prompt, convert_to_numpy=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
+    pooled = submodels.pooled_embeddings(loaded, [query], [model.layer], None, prompt, backend=model.backend)
+    answer = pooled.matrix(model.layer)  # (1, width)
+    deployed = deployed_encoder(loaded, model.layer, model.backend)
+
+    def encode() -> np.ndarray:
+        deployed(query, prompt)
+        return answer
+
+    return encode
 
 
 @dataclass(frozen=True)
@@ -311,17 +384,14 @@ def search(
         raise DemoError(str(exc)) from None
     _check_model(model, loaded)
     index = _index(loaded, corpus, model, cache, progress)
-    encoder = query_encoder(loaded, model.layer)
     prompt = _prompt(loaded.info, QUERY_PROMPT_NAMES)
     normalize = submodels.normalizes(loaded.info.similarity)
+    encode = _query_encode(loaded, model, query, prompt)
 
     encode_times, search_times = [], []
     for run in range(max(0, warmup) + max(1, repeats)):  # warm-up runs first, then the timed ones
         start = time.perf_counter()
-        pooled = encoder.encode(
-            [query], prompt=prompt, convert_to_numpy=True, show_progress_bar=False
-        )  # (1, width)
-        query_emb = submodels.truncate(np.asarray(pooled, dtype=np.float32), model.dim, normalize)  # (1, dim)
+        query_emb = submodels.truncate(encode(), model.dim, normalize)  # (1, dim)
         encoded = time.perf_counter()
         scores, indices = index.search(query_emb, k)
         if run >= max(0, warmup):
@@ -469,11 +539,13 @@ def pair_grid(
     layers: Sequence[int] | None = None,
     dims: Sequence[int] | None = None,
     precision: str = "float32",
+    backend: str = backends.DEFAULT_BACKEND,
 ) -> PairGrid:
     """Similarity of two sentences at every cell, from ONE forward pass (every layer at once).
 
     Layers default to 1..L, dims to the lab's default grid dims; precision float32, float16 or binary
-    (int8 needs calibration over many texts, which one pair cannot give).
+    (int8 needs calibration over many texts, which one pair cannot give). ``backend`` runs the pass as
+    grid evaluation does (``core.backends.runner_for``).
     """
     if not sentence1.strip() or not sentence2.strip():
         raise DemoError("type two sentences")
@@ -491,9 +563,15 @@ def pair_grid(
     dim_list = sorted(set(dims)) if dims else views.default_grid_dims(info.num_layers, info.embedding_dim)
     for layer in layer_list:
         for dim in dim_list:
-            _check_model(DemoModel(checkpoint, layer, dim, precision), loaded)
+            _check_model(DemoModel(checkpoint, layer, dim, precision, backend), loaded)
     encoded_layers = sorted({*layer_list, info.num_layers})  # the full model's layer rides along
-    pooled = submodels.encode_all_layers(loaded.model, [sentence1.strip(), sentence2.strip()], encoded_layers)
+    runner = (
+        None
+        if backend == backends.DEFAULT_BACKEND
+        else backends.runner_for(loaded.model, info.fingerprint, backend)
+    )
+    texts = [sentence1.strip(), sentence2.strip()]
+    pooled = submodels.encode_all_layers(loaded.model, texts, encoded_layers, runner=runner)
     normalize = submodels.normalizes(info.similarity)
 
     def similarity(layer: int, dim: int) -> float:
@@ -512,28 +590,48 @@ def pair_grid(
 # ------------------------------------------------------------------------------------ page helpers
 
 
-def format_model_param(ref: str, layer: int, dim: int, precision: str) -> str:
-    """A sub-model as one URL value: ``default:6:384:float32``.
+def format_model_param(
+    ref: str, layer: int, dim: int, precision: str, backend: str = backends.DEFAULT_BACKEND
+) -> str:
+    """A sub-model as one URL value: ``default:6:384:float32``, with ``:backend`` unless torch (so links
+    from before backends stay as they were).
 
-    >>> format_model_param("default", 2, 64, "int8")
-    'default:2:64:int8'
+    >>> format_model_param("default", 2, 64, "int8"), format_model_param("default", 2, 64, "int8", "onnx")
+    ('default:2:64:int8', 'default:2:64:int8:onnx')
     """
-    return f"{ref}:{int(layer)}:{int(dim)}:{precision}"
+    on = "" if backend == backends.DEFAULT_BACKEND else f":{backend}"
+    return f"{ref}:{int(layer)}:{int(dim)}:{precision}{on}"
 
 
-def parse_model_param(text: str) -> tuple[str, int, int, str]:
-    """``ref:layer:dim[:precision]`` -> (ref, layer, dim, precision); the ref may itself contain ``:``.
+def parse_model_param(text: str) -> tuple[str, int, int, str, str]:
+    """``ref:layer:dim[:precision[:backend]]`` -> (ref, layer, dim, precision, backend); the ref may
+    itself contain ``:``; ``ref:layer:dim:backend`` is read as float32 on that backend.
 
     A bad value is refused naming the part that is wrong.
 
     >>> parse_model_param("default:2:64")
-    ('default', 2, 64, 'float32')
+    ('default', 2, 64, 'float32', 'torch')
+    >>> parse_model_param("default:2:64:onnx-int8")
+    ('default', 2, 64, 'float32', 'onnx-int8')
+    >>> parse_model_param("default:6:384:float32:tpu")
+    Traceback (most recent call last):
+    ...
+    core.demo.DemoError: sub-model 'default:6:384:float32:tpu': backend 'tpu' is not one of torch, torch-bf16, onnx, onnx-int8
     >>> parse_model_param("default:6:384:float99")
     Traceback (most recent call last):
     ...
     core.demo.DemoError: sub-model 'default:6:384:float99': precision 'float99' is not one of float32, float16, int8, binary
     """
     raw = text.strip()
+    backend = backends.DEFAULT_BACKEND
+    tail = raw.rsplit(":", 2)
+    if len(tail) == 3 and not tail[2].isdigit() and (not tail[1].isdigit() or tail[2] in backends.BACKENDS):
+        backend = tail[2]  # after a precision, or right after the dim: a backend (never a number)
+        if backend not in backends.BACKENDS:
+            raise DemoError(
+                f"sub-model {text!r}: backend {backend!r} is not one of {', '.join(backends.BACKENDS)}"
+            )
+        raw = raw.rsplit(":", 1)[0]
     parts = raw.rsplit(":", 3)
     precision = "float32"
     if len(parts) == 4 and not parts[3].isdigit():  # a precision is never a number
@@ -545,12 +643,12 @@ def parse_model_param(text: str) -> tuple[str, int, int, str]:
         raw = raw.rsplit(":", 1)[0]
     pieces = raw.rsplit(":", 2)
     if len(pieces) != 3 or not pieces[0]:
-        raise DemoError(f"sub-model {text!r} is not of the form checkpoint:layer:dim[:precision]")
+        raise DemoError(f"sub-model {text!r} is not of the form checkpoint:layer:dim[:precision[:backend]]")
     ref, layer, dim = pieces
     for name, part in (("layer", layer), ("dim", dim)):
         if not part.isdigit():
             raise DemoError(f"sub-model {text!r}: {name} {part!r} is not a whole number")
-    return ref, int(layer), int(dim), precision
+    return ref, int(layer), int(dim), precision, backend
 
 
 def hits_table(result: SearchResult) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import checkpoints, datasets, demo, submodels, views
+from core import backends, checkpoints, datasets, demo, submodels, views
 from core.demo import DemoModel
 from core.lab import evaluate
 from storage import db
@@ -117,6 +117,39 @@ def _reference_top(checkpoint: str, texts: list[str], query: str, layer: int, di
     q = submodels.truncate(model.encode([query], convert_to_numpy=True), dim)
     scores = (docs.astype(np.float64) @ q[0].astype(np.float64)).round(5)
     return sorted(range(len(texts)), key=lambda i: (-scores[i], i))[:k]
+
+
+def test_search_on_onnx_ranks_by_the_evaluations_onnx_embeddings(
+    tiny: str, beir: datasets.DatasetSpec, tmp_path: Path
+) -> None:
+    corpus = demo.corpus_from_dataset(beir)
+    query, model = "supersonic flow at the nose", DemoModel(tiny, 2, 32, backend="onnx")
+    cache = submodels.EmbeddingCache(tmp_path / "cache")
+    result = demo.search(model, corpus, query, k=4, cache=cache, repeats=2, warmup=1)
+    # core with that backend, encoded afresh (no cache): the grid evaluation's pooled matrices
+    loaded = checkpoints.load(tiny)
+    docs = submodels.pooled_embeddings(loaded, corpus.texts, [2], None, backend="onnx").matrix(2)
+    q = submodels.pooled_embeddings(loaded, [query], [2], None, backend="onnx").matrix(2)
+    scores = submodels.truncate(docs, 32).astype(np.float64) @ submodels.truncate(q, 32)[0].astype(np.float64)
+    top = sorted(range(len(docs)), key=lambda i: -scores[i])[:4]
+    assert result.hits["doc_id"].tolist() == [corpus.ids[i] for i in top]
+    assert result.hits["score"].tolist() == pytest.approx(scores[top].tolist(), abs=1e-6)
+    assert result.model.label == "tiny-3x48 (2, 32, onnx)" and result.timed_runs == 2
+    graphs = backends.graph_dir() / f"{loaded.info.fingerprint[:32]}-v{backends.GRAPH_VERSION}"
+    assert (graphs / "layers-2.onnx").is_file()  # the latency is the 2-layer sub-model's own graph's
+    with pytest.raises(demo.DemoError, match="unknown backend 'tpu'"):
+        demo.search(DemoModel(tiny, 2, 32, backend="tpu"), corpus, query)
+
+
+def test_pair_grid_on_onnx_is_the_evaluations_pass(tiny: str) -> None:
+    loaded = checkpoints.load(tiny)
+    grid = demo.pair_grid(tiny, "one", "two", layers=[1, 3], dims=[16, 48], backend="onnx")
+    pooled = submodels.pooled_embeddings(loaded, ["one", "two"], [1, 3], None, backend="onnx")
+    for layer, dim in itertools.product([1, 3], [16, 48]):
+        emb = submodels.truncate(pooled.matrix(layer), dim).astype(np.float64)
+        assert grid.pivot.loc[layer, dim] == pytest.approx(float(emb[0] @ emb[1]), abs=1e-6)
+    torch_grid = demo.pair_grid(tiny, "one", "two", layers=[1, 3], dims=[16, 48])
+    assert np.allclose(grid.pivot.to_numpy(), torch_grid.pivot.to_numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize(("layer", "dim"), [(1, 16), (2, 32), (3, 48)])
@@ -268,15 +301,20 @@ def test_pair_grid_defaults_precisions_and_errors(tiny: str) -> None:
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [
-        ("default:6:384:float32", ("default", 6, 384, "float32")),
-        ("default:2:64", ("default", 2, 64, "float32")),
-        ("/models/a:b/ckpt:3:128:binary", ("/models/a:b/ckpt", 3, 128, "binary")),
-        ("org/name@v1:1:32:int8", ("org/name@v1", 1, 32, "int8")),
+        ("default:6:384:float32", ("default", 6, 384, "float32", "torch")),
+        ("default:2:64", ("default", 2, 64, "float32", "torch")),
+        ("/models/a:b/ckpt:3:128:binary", ("/models/a:b/ckpt", 3, 128, "binary", "torch")),
+        ("org/name@v1:1:32:int8", ("org/name@v1", 1, 32, "int8", "torch")),
+        ("org/name@v1:1:32:int8:onnx-int8", ("org/name@v1", 1, 32, "int8", "onnx-int8")),
+        ("/models/a:b/ckpt:3:128:float32:torch-bf16", ("/models/a:b/ckpt", 3, 128, "float32", "torch-bf16")),
+        ("default:2:64:onnx", ("default", 2, 64, "float32", "onnx")),
     ],
 )
-def test_model_param_round_trip(text: str, parsed: tuple[str, int, int, str]) -> None:
+def test_model_param_round_trip(text: str, parsed: tuple[str, int, int, str, str]) -> None:
     assert demo.parse_model_param(text) == parsed
     assert demo.parse_model_param(demo.format_model_param(*parsed)) == parsed
+    if parsed[4] == "torch" and parsed[3] != "float32":  # links from before backends keep their form
+        assert demo.format_model_param(*parsed) == text
 
 
 @pytest.mark.parametrize(
@@ -289,6 +327,8 @@ def test_model_param_round_trip(text: str, parsed: tuple[str, int, int, str]) ->
         ("default:x:384", "layer 'x' is not a whole number"),
         ("default:6:3.5", "dim '3.5' is not a whole number"),
         ("default:6:384:int4", "precision 'int4' is not one of float32, float16, int8, binary"),
+        ("default:6:384:float32:tpu", "backend 'tpu' is not one of torch, torch-bf16, onnx, onnx-int8"),
+        ("default:6:384:float99:onnx", "precision 'float99' is not one of"),
     ],
 )
 def test_bad_model_params_are_refused_naming_the_bad_part(text: str, message: str) -> None:

@@ -155,3 +155,43 @@ def test_sentence_pair_reads_sub_model_b_from_its_own_checkpoint(lab: Lab) -> No
     assert values["Full model (3, 48)"] == f"{demo.pair_grid(tiny(lab), s1, s2).full:.4f}"
     assert values["Sub-model B (2, 40)"] == f"{demo.pair_grid(other, s1, s2).pivot.loc[2, 40]:.4f}"
     assert len(at.get("plotly_chart")) == 2  # one grid per checkpoint
+
+
+def test_a_sub_model_on_onnx_from_a_link_searches_like_core(lab: Lab) -> None:
+    a, b = f"{tiny(lab)}:3:48:float32", f"{tiny(lab)}:1:16:float32:onnx"
+    at = run(mode="Search", corpus="tiny-beir", a=a, b=b, q=QUERY)
+    no_errors(at)
+    assert (at.selectbox(key="demo_a_backend").value, at.selectbox(key="demo_b_backend").value) == (
+        "torch",
+        "onnx",
+    )
+    assert (at.query_params["a"], at.query_params["b"]) == (a, b)  # torch links keep their old form
+    corpus = demo.corpus_from_dataset(
+        datasets.DatasetSpec("tiny-beir", "retrieval", lab.folder / "tiny-beir", "test")
+    )
+    onnx = demo.DemoModel(tiny(lab), 1, 16, backend="onnx")
+    expected = demo.search(onnx, corpus, QUERY, repeats=1, warmup=0)
+    table = at.dataframe[1].value
+    assert [d.split("]")[0][1:] for d in table["document"]] == expected.hits["doc_id"].tolist()
+    assert table["score"].tolist() == pytest.approx(expected.hits["score"].tolist(), abs=1e-6)
+    assert "tiny-3x48 (1, 16, onnx)" in [h.value for h in at.subheader]
+    assert any(c.value.endswith("ms on onnx") for c in at.caption)  # the cost line says what ran
+
+    at.selectbox(key="demo_b_backend").select("onnx-int8").run()
+    no_errors(at)
+    assert at.query_params["b"] == f"{tiny(lab)}:1:16:float32:onnx-int8"
+
+
+def test_sentence_pair_on_a_backend_and_a_bad_backend_in_a_link(lab: Lab) -> None:
+    s1, s2 = "A man is playing a guitar.", "Someone plays an instrument."
+    at = run(mode="Sentence pair", a=f"{tiny(lab)}:3:48:float32:onnx", b=f"{tiny(lab)}:2:32", s1=s1, s2=s2)
+    no_errors(at)
+    values = dict(metrics_of(at))
+    assert values["Full model (3, 48)"] == f"{demo.pair_grid(tiny(lab), s1, s2, backend='onnx').full:.4f}"
+    assert values["Sub-model B (2, 32)"] == f"{demo.pair_grid(tiny(lab), s1, s2).pivot.loc[2, 32]:.4f}"
+    assert len(at.get("plotly_chart")) == 2  # A on onnx, B on torch: one grid each
+    bad = run(mode="Sentence pair", a=f"{tiny(lab)}:3:48:float32:tpu", s1="x", s2="y")
+    assert not bad.exception
+    messages = " ".join(e.value for e in bad.error)
+    assert "a=" in messages and "backend 'tpu' is not one of torch, torch-bf16, onnx, onnx-int8" in messages
+    assert bad.selectbox(key="demo_a_backend").value == "torch"

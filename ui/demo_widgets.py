@@ -1,6 +1,7 @@
 """Widgets of the Demo page: the sub-model pickers (seeded once from the URL) and the cached corpora.
 
-A sub-model travels in the URL as ``a=default:6:384:float32`` (``core.demo.format_model_param``); in
+A sub-model travels in the URL as ``a=default:6:384:float32``, with ``:onnx`` (its backend) appended unless
+torch (``core.demo.format_model_param``), so links from before backends still work; in
 read-only demo mode checkpoints are named by fingerprint prefix, so links never show folder paths.
 """
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from common import settings
-from core import checkpoints, datasets, demo, figures, quantize, submodels, views
-from ui import errors, pickers, resources, state
+from core import backends, checkpoints, datasets, demo, figures, quantize, submodels, views
+from ui import backend_widgets, errors, pickers, resources, state
 
 
 def checkpoint_options() -> dict[str, str]:
@@ -35,17 +36,17 @@ def _seed_from_url(prefix: str, refs: dict[str, str]) -> None:
     if not url:
         return
     with errors.user_errors(f"link value {prefix}={url!r} ignored"):
-        ref, layer, dim, precision = demo.parse_model_param(url)
+        ref, layer, dim, precision, backend = demo.parse_model_param(url)
         if ref not in refs:
             raise demo.DemoError(f"unknown checkpoint {ref!r}")
         st.session_state[f"demo_{prefix}_ckpt"] = ref
-        demo.validate_model(demo.DemoModel(refs[ref], layer, dim, precision))
-        values = {"layer": layer, "dim": dim, "prec": precision}
+        demo.validate_model(demo.DemoModel(refs[ref], layer, dim, precision, backend))
+        values = {"layer": layer, "dim": dim, "prec": precision, "backend": backend}
         st.session_state.update({f"demo_{prefix}_{k}": v for k, v in values.items()})
 
 
 def model_picker(prefix: str, title: str, default_step: int | None = None) -> demo.DemoModel:
-    """Checkpoint, layers, dims and precision of one sub-model in the sidebar; published to the URL.
+    """Checkpoint, layers, dims, precision and backend of one sub-model in the sidebar; published to the URL.
 
     The first cell shown is the checkpoint's full size, or step ``default_step`` of its Starbucks
     diagonal (``default_diagonal``; step 1 of a 6 x 384 model is (2, 64)).
@@ -75,8 +76,12 @@ def model_picker(prefix: str, title: str, default_step: int | None = None) -> de
     dim = side.select_slider("Dims", dims, key=dim_key) if len(dims) > 1 else dims[0]
     state.bind_widget(f"demo_{prefix}_prec", None, list(quantize.PRECISIONS), "float32")
     precision = side.selectbox("Precision", quantize.PRECISIONS, key=f"demo_{prefix}_prec")
-    state.show_in_url(prefix, demo.format_model_param(ref, int(layer), int(dim), precision))
-    return demo.DemoModel(refs[ref], int(layer), int(dim), precision)
+    state.bind_widget(f"demo_{prefix}_backend", None, list(backends.BACKENDS), backends.DEFAULT_BACKEND)
+    backend = side.selectbox(
+        "Backend", backends.BACKENDS, key=f"demo_{prefix}_backend", help=backend_widgets.HELP
+    )
+    state.show_in_url(prefix, demo.format_model_param(ref, int(layer), int(dim), precision, backend))
+    return demo.DemoModel(refs[ref], int(layer), int(dim), precision, backend)
 
 
 def seed_text(url_key: str, widget_key: str) -> None:
@@ -103,7 +108,9 @@ def search_results(both: demo.SideBySide) -> None:
             help=f"median of {result.timed_runs} timed queries after {demo.LATENCY_WARMUP} warm-up runs: encode "
             f"{result.encode_ms:.1f} ms + search {result.search_ms:.2f} ms",
         )
-        cost[0].caption(f"middle half {result.latency_low_ms:.1f}–{result.latency_high_ms:.1f} ms")
+        cost[0].caption(
+            f"middle half {result.latency_low_ms:.1f}–{result.latency_high_ms:.1f} ms on {result.model.backend}"
+        )
         cost[1].metric("Bytes per vector", f"{result.bytes_per_vector:,}")
         cost[2].metric(
             "Index", f"{result.index_bytes / 1e6:.2f} MB", help=f"{result.corpus_size:,} documents"
@@ -117,23 +124,29 @@ def search_results(both: demo.SideBySide) -> None:
     st.caption(
         "✓ grade: judged relevant in the dataset's qrels; ✗: not judged relevant. Latency is measured live: "
         f"the query is encoded by a copy truncated to the sub-model's layers, {demo.LATENCY_REPEATS} times after "
-        f"{demo.LATENCY_WARMUP} warm-up runs; shown: the median and the middle half (25th-75th percentile)."
+        f"{demo.LATENCY_WARMUP} warm-up runs; shown: the median and the middle half (25th-75th percentile). "
+        "Off torch, the copy runs on the sub-model's backend as it ships (its own ONNX graph for onnx), and the "
+        "ranking uses the embeddings grid evaluation gives on that backend."
     )
 
 
 def pair_view(model_a: demo.DemoModel, model_b: demo.DemoModel, s1: str, s2: str, precision: str) -> None:
     """One sentence pair at every cell: each sub-model's own checkpoint grid (one heatmap per checkpoint),
     the full model of A and sub-model B's cell, read from B's own checkpoint."""
-    grid_a = demo.pair_grid(model_a.checkpoint, s1, s2, precision=precision)
-    same = model_b.checkpoint == model_a.checkpoint
-    grid_b = grid_a if same else demo.pair_grid(model_b.checkpoint, s1, s2, precision=precision)
+    grid_a = demo.pair_grid(model_a.checkpoint, s1, s2, precision=precision, backend=model_a.backend)
+    same = (model_b.checkpoint, model_b.backend) == (model_a.checkpoint, model_a.backend)
+    grid_b = (
+        grid_a
+        if same
+        else demo.pair_grid(model_b.checkpoint, s1, s2, precision=precision, backend=model_b.backend)
+    )
     full = (grid_a.num_layers, grid_a.width)
     top = st.columns(2)
     top[0].metric(f"Full model {full}", f"{grid_a.full:.4f}")
     if model_b.layer in grid_b.pivot.index and model_b.dim in grid_b.pivot.columns:
         b_value = float(grid_b.pivot.loc[model_b.layer, model_b.dim])
         top[1].metric(f"Sub-model B ({model_b.layer}, {model_b.dim})", f"{b_value:.4f}",
-                      f"{b_value - grid_a.full:+.4f}", help=f"B's checkpoint: {_short(model_b.checkpoint)}")  # fmt: skip
+                      f"{b_value - grid_a.full:+.4f}", help=f"B's checkpoint: {_short(model_b.checkpoint)}{_on(model_b)}")  # fmt: skip
     grids = [(model_a, grid_a, None if not same else (model_b.layer, model_b.dim))]
     if not same:
         grids.append((model_b, grid_b, (model_b.layer, model_b.dim)))
@@ -142,13 +155,17 @@ def pair_view(model_a: demo.DemoModel, model_b: demo.DemoModel, s1: str, s2: str
         fig = figures.grid_heatmap(
             grid.pivot, share, metric=f"{precision} similarity", selected=selected,
             diagonal=submodels.default_diagonal(grid.num_layers, grid.width),
-            title=f"{_short(model.checkpoint)}: {precision} similarity of this pair",
+            title=f"{_short(model.checkpoint)}{_on(model)}: {precision} similarity of this pair",
         )  # fmt: skip
         column.plotly_chart(
             fig, key=f"demo_pair_heatmap_{len(grids)}_{model is model_b}", config={"displaylogo": False}
         )
     st.caption("Each cell: similarity and its share of that checkpoint's full model, every cell from one forward "
                "pass; red: sub-model B's cell (in B's checkpoint); dashed: the Starbucks diagonal.")  # fmt: skip
+
+
+def _on(model: demo.DemoModel) -> str:
+    return "" if model.backend == backends.DEFAULT_BACKEND else f" on {model.backend}"
 
 
 def _short(checkpoint: str) -> str:
