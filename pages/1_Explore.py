@@ -44,7 +44,8 @@ share = views.share_of_full(pivot, views.cell_value(frame, metric, full, "float3
 dims = [int(d) for d in pivot.columns]
 diagonal = submodels.default_diagonal(num_layers, width)
 stored_cells = views.cells_of(frame, metric, precision)
-title = figures.chart_title(pickers.display_name(ckpt), choice.name, metric, precision)
+on = precision if backend == "torch" else f"{precision}, {backend}"
+title = figures.chart_title(pickers.display_name(ckpt), choice.name, metric, on)
 
 # ---- render
 controls, chart = st.columns([2, 3], gap="large")
@@ -52,7 +53,7 @@ with controls:
     layer, dim = explore_widgets.cell_picker(num_layers, width, dims, diagonal[len(diagonal) // 2])
     if (layer, dim) in stored_cells:
         explore_widgets.cell_panel(frame, (layer, dim), full, choice.kind, metric, precision)
-        explore_widgets.latency_panel(ckpt, layer)
+        explore_widgets.latency_panel(ckpt, layer, backend)
         backend_widgets.deviation(
             ckpt.fingerprint, choice.fingerprint, (layer, dim), metric, precision, backend
         )
@@ -102,6 +103,6 @@ for tab, fig, key in ((by_dim, figures.metric_vs_dim(pivot, metric), "explore_vs
                       (by_layer, figures.metric_vs_layer(pivot, metric), "explore_vs_layer")):  # fmt: skip
     fig.update_layout(title={"text": title}, margin={"t": 40})
     tab.plotly_chart(fig, key=key, config={"displaylogo": False})
-if (layer, dim) in stored_cells and backend == "torch":  # per pair / per query, from stored scores
-    insight_views.losses_section(ckpt, records, choice, (layer, dim), precision, metric)
-actions.evaluate_more(ckpt.name, choice, "explore", precision)
+if (layer, dim) in stored_cells:  # per pair / per query, from the backend's stored scores
+    insight_views.losses_section(ckpt, records, choice, (layer, dim), precision, metric, backend)
+actions.evaluate_more(ckpt.name, choice, "explore", precision, backend)

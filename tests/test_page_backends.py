@@ -13,7 +13,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import significance, submodels, views
+from core.lab import insight, queries
 from core.lab.evaluate import evaluate_grid
+from core.lab.insight import CellRef
 from storage import db, repository
 from tests.pagedata import PAIRS, STS_DATASET, Lab, build_lab, copy_lab_database, no_errors, run_page
 
@@ -180,3 +182,41 @@ def test_compare_offers_to_evaluate_a_checkpoint_lacking_the_backend(lab: Lab) -
     for i, cell in enumerate(submodels.default_diagonal(4, 64)):
         shown = float(table.loc[f"size {i + 1}", "tiny-4x64"])
         assert shown == pytest.approx(views.cell_value(int8, "cosine_spearman", cell), abs=5e-5)
+
+
+def test_explore_losses_and_latency_follow_the_backend(lab: Lab) -> None:
+    ckpt = str(lab.checkpoints["tiny-3x48"])
+    at = app(EXPLORE, checkpoint=ckpt, dataset=STS_DATASET, backend="onnx-int8", layer="2", dim="48")
+    no_errors(at)
+    assert any(h.value == "Where (2, 48) loses on onnx-int8" for h in at.subheader)
+    options = at.selectbox(key="explore_loss_baseline").options
+    assert options[0] == "this cell on torch" and "the full model (3, 48)" in options
+    factory = db.init_db(lab.database_url)
+    with factory() as s:
+        fp = repository.get_checkpoint(s, ckpt).fingerprint  # type: ignore[union-attr]
+        dataset_fp = repository.get_dataset(s, STS_DATASET).fingerprint  # type: ignore[union-attr]
+    vs_torch = insight.item_losses(lab.sts_spec, dataset_fp, CellRef(fp, 2, 48, backend="onnx-int8"),
+                                   CellRef(fp, 2, 48), session_factory=factory)  # fmt: skip
+    shown = next(d.value for d in at.dataframe if "rank error" in d.value.columns)
+    assert shown["loss"].tolist() == pytest.approx(vs_torch["loss"].head(len(shown)).tolist())
+    at.selectbox(key="explore_loss_baseline").select("the full model (3, 48)").run()
+    no_errors(at)
+    expected = insight.item_losses(lab.sts_spec, dataset_fp, CellRef(fp, 2, 48, backend="onnx-int8"),
+                                   CellRef(fp, 3, 48, backend="onnx-int8"), session_factory=factory)  # fmt: skip
+    shown = next(d.value for d in at.dataframe if "rank error" in d.value.columns)
+    assert shown["pair"].tolist() == expected["pair"].head(len(shown)).tolist()
+    assert shown["similarity"].tolist() == pytest.approx(expected["similarity"].head(len(shown)).tolist())
+    assert shown["similarity"].tolist() == pytest.approx(
+        stored_items(lab, "tiny-3x48", (2, 48), "onnx-int8")[shown["pair"].tolist()].tolist(), abs=1e-6
+    )  # the onnx-int8 per-pair similarities, not torch's
+
+    assert any("Latency not measured for: tiny-3x48 on onnx-int8" in c.value for c in at.caption)
+    at.button(key="explore_measure").click().run()
+    no_errors(at)
+    costs = queries.measured_costs(factory, [fp], None, "onnx-int8")
+    p50 = float(costs[costs["layer"] == 2]["latency_ms_p50"].iloc[0])
+    assert (
+        next(m.value for m in at.metric if m.label == "Encoding latency, 2 layers, onnx-int8")
+        == f"{p50:.1f} ms"
+    )
+    assert queries.measured_costs(factory, [fp], None, "torch").empty  # measured on the picked backend only

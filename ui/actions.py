@@ -157,12 +157,18 @@ def compute_button(
 
 
 def evaluate_more(
-    checkpoint: str, dataset: resources.DatasetChoice, prefix: str, precision: str = "float32"
+    checkpoint: str,
+    dataset: resources.DatasetChoice,
+    prefix: str,
+    precision: str = "float32",
+    backend: str = "torch",
 ) -> None:
-    """An expander to evaluate any layers, dims and precisions on request (bad knobs shown as errors)."""
+    """An expander to evaluate any layers, dims and precisions on ``backend`` on request (bad knobs shown
+    as errors)."""
     if settings.read_only():
         return
-    with st.expander("Evaluate more cells (other dims, precisions, layers)"):
+    on = "" if backend == "torch" else f" on {backend}"
+    with st.expander(f"Evaluate more cells (other dims, precisions, layers){on}"):
         left, middle, right = st.columns(3)
         layers_text = left.text_input(
             "Layers", "all", key=f"{prefix}_more_layers", help="Comma-separated, or all."
@@ -182,18 +188,20 @@ def evaluate_more(
             layers = scoring.parse_int_list(layers_text, "layers")
             dims = scoring.parse_int_list(dims_text, "dims")
             evaluate_with_progress(
-                checkpoint, dataset.spec, layers, dims, scoring.parse_precisions(chosen or None)
+                checkpoint, dataset.spec, layers, dims, scoring.parse_precisions(chosen or None), backend
             )
             st.rerun()
 
 
-def measure_latency(records: Sequence[CheckpointRecord], names: dict[str, str]) -> int:
+def measure_latency(
+    records: Sequence[CheckpointRecord], names: dict[str, str], backend: str = "torch"
+) -> int:
     """Measure (and store) each checkpoint's encoding latency per layer with a progress bar; how many.
 
     The measurement of ``python -m core cost --checkpoint ...`` (32 tokens; p50/p95 of timed single
     queries and batches of 32 after a warm-up) with fewer repeats (``PAGE_COST_RUNS``: a page should
     answer within a minute or two on a busy CPU; the CLI's 30 repeats are the reference), so Curves can
-    put latency on its x axis.
+    put latency on its x axis. ``backend`` runs each k-layer sub-model (its costs are stored apart).
     """
     settings.ensure_writable("measuring latency")
     for record in records:
@@ -213,6 +221,7 @@ def measure_latency(records: Sequence[CheckpointRecord], names: dict[str, str]) 
                 warmup=PAGE_COST_RUNS["warmup"],
                 session_factory=resources.session_factory(),
                 progress=progress,
+                backend=backend,
             )
         finally:
             resources.bump()
@@ -220,16 +229,20 @@ def measure_latency(records: Sequence[CheckpointRecord], names: dict[str, str]) 
     return len(records)
 
 
-def measure_button(records: Sequence[CheckpointRecord], names: dict[str, str], key: str) -> None:
-    """ "Measure latency" for the given checkpoints (none: nothing drawn; read-only: a note)."""
+def measure_button(
+    records: Sequence[CheckpointRecord], names: dict[str, str], key: str, backend: str = "torch"
+) -> None:
+    """ "Measure latency" (on ``backend``) for the given checkpoints (none: nothing drawn; read-only: a note)."""
     if not records:
         return
     listed = ", ".join(names.get(r.fingerprint, r.name) for r in records)
+    if backend != "torch":
+        listed += f" on {backend}"
     if settings.read_only():
         st.caption(f"Latency not measured for {listed}. {READ_ONLY_NOTE}")
         return
     st.caption(f"Latency not measured for: {listed}.")
     if st.button("Measure latency", key=key, icon=":material/timer:"):
         with errors.user_errors(f"measuring the latency of {listed}"):
-            measure_latency(records, names)
+            measure_latency(records, names, backend)
             st.rerun()

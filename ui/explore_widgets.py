@@ -90,19 +90,20 @@ def cell_panel(
     )
 
 
-def latency_panel(record: CheckpointRecord, layer: int) -> None:
-    """The selected layer's measured encoding latency, or a "Measure latency" button when unmeasured."""
-    costs = resources.measured_costs([record.fingerprint])
+def latency_panel(record: CheckpointRecord, layer: int, backend: str = "torch") -> None:
+    """The selected layer's measured encoding latency on ``backend``, or a "Measure latency" button."""
+    costs = resources.measured_costs([record.fingerprint], backend=backend)
     rows = None if costs is None or "latency_ms_p50" not in costs else costs[costs["layer"] == layer]
     if rows is None or rows.empty or rows["latency_ms_p50"].isna().all():
         actions.measure_button(
-            [record], {record.fingerprint: pickers.display_name(record)}, "explore_measure"
+            [record], {record.fingerprint: pickers.display_name(record)}, "explore_measure", backend
         )
         return
     p50, p95 = float(rows["latency_ms_p50"].iloc[0]), float(rows["latency_ms_p95"].iloc[0])
     st.metric(
-        f"Encoding latency, {layer} layers",
+        f"Encoding latency, {layer} layers" + ("" if backend == "torch" else f", {backend}"),
         f"{p50:.1f} ms",
         help=f"median of timed single queries of 32 tokens after a warm-up (p95 {p95:.1f} ms), by a copy "
-        "truncated to these layers; measured on this machine (`python -m core cost` or Measure latency)",
+        f"truncated to these layers running on {backend}; measured on this machine (`python -m core cost "
+        "--backend ...` or Measure latency)",
     )
