@@ -50,8 +50,7 @@ log_x = middle.toggle("Log x", key="curves_log_x")
 show_grid = right.toggle("Whole grid", key="curves_show_grid", help="Off: only the diagonal pairs.")
 axis = axes[x]
 shown = points if show_grid else points[points["on_diagonal"].astype(bool)]
-not_measured = views.unmeasured(points, "latency_ms_p50")
-actions.measure_button([r for r in chosen if names[r.fingerprint] in not_measured], names, "curves_measure")
+backend_widgets.measure_buttons(points, chosen, names, "curves_measure")  # per backend shown
 if axis.measured:  # unmeasured checkpoints are named, never silently dropped
     lacking = views.unmeasured(shown, axis.column)
     if lacking:

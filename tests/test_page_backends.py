@@ -220,3 +220,20 @@ def test_explore_losses_and_latency_follow_the_backend(lab: Lab) -> None:
         == f"{p50:.1f} ms"
     )
     assert queries.measured_costs(factory, [fp], None, "torch").empty  # measured on the picked backend only
+
+
+def test_curves_measures_the_latency_of_the_backend_shown(lab: Lab) -> None:
+    ckpt = str(lab.checkpoints["tiny-3x48"])
+    at = app(CURVES, dataset=STS_DATASET, checkpoints=ckpt)
+    at.multiselect(key="curves_backends").set_value(["onnx-int8"]).run()
+    no_errors(at)
+    assert any(c.value == "Latency not measured for: tiny-3x48 on onnx-int8." for c in at.caption)
+    assert not [b for b in at.button if b.key == "curves_measure"]  # nothing shown on torch here
+    at.button(key="curves_measure_onnx-int8").click().run()
+    no_errors(at)
+    factory = db.init_db(lab.database_url)
+    with factory() as s:
+        fp = repository.get_checkpoint(s, ckpt).fingerprint  # type: ignore[union-attr]
+    assert set(queries.measured_costs(factory, [fp], None, "onnx-int8")["layer"]) >= {2, 3}
+    assert queries.measured_costs(factory, [fp], None, "torch").empty
+    assert not [b for b in at.button if b.key == "curves_measure_onnx-int8"]

@@ -18,7 +18,7 @@ import streamlit as st
 from common import settings
 from core import backends, figures, views
 from core.lab import export as lab_export
-from ui import errors, resources, state
+from ui import actions, errors, resources, state
 
 HELP = (
     "What runs the encoder: torch (float32, the reference), torch-bf16 (CPU bfloat16 autocast), onnx "
@@ -168,6 +168,21 @@ def curve_points(
             backend=pd.Series(dtype=str)
         )
     return pd.concat(parts, ignore_index=True)
+
+
+def measure_buttons(points: pd.DataFrame, chosen: Sequence[Any], names: dict[str, str], key: str) -> None:
+    """'Measure latency' per shown backend, for the checkpoints whose points on it have no latency yet
+    (each backend's costs are measured and stored apart; torch keeps the button ``key``)."""
+    for backend in dict.fromkeys(points["backend"]) if "backend" in points else [backends.DEFAULT_BACKEND]:
+        on = points[points["backend"] == backend] if "backend" in points else points
+        lacking = set(views.unmeasured(on, "latency_ms_p50"))
+        todo = [
+            r
+            for r in chosen
+            if on.loc[on["checkpoint_fp"] == r.fingerprint, "checkpoint"].isin(lacking).any()
+        ]
+        suffix = "" if backend == backends.DEFAULT_BACKEND else f"_{backend}"
+        actions.measure_button(todo, names, key + suffix, str(backend))
 
 
 def export_choice(front: pd.DataFrame, loadable: dict[str, str], key: str) -> None:
