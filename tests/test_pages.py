@@ -375,7 +375,8 @@ def test_runs_table_matches_the_database_and_delete_asks_first(lab: Lab) -> None
     assert victim not in shown_table(at, "id", "cells")["id"].tolist()
 
 
-def test_runs_resume_an_interrupted_run(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_runs_resume_an_interrupted_run(lab: Lab, tmp_path: Path, backend: str) -> None:
     spec = datasets.DatasetSpec("resume-sts", "sts", str(write_sts(tmp_path / "resume.tsv", 16)), "test")
 
     def stop_after_two(phase: str, done: int, total: int) -> None:
@@ -389,6 +390,7 @@ def test_runs_resume_an_interrupted_run(lab: Lab, tmp_path: Path) -> None:
             session_factory=open_store(),
             cache=EmbeddingCache(settings.cache_dir()),
             progress=stop_after_two,
+            backend=backend,
         )
     with open_store()() as s:
         run = repository.list_runs(s, status="interrupted")[0]
@@ -401,6 +403,10 @@ def test_runs_resume_an_interrupted_run(lab: Lab, tmp_path: Path) -> None:
     with open_store()() as s:
         resumed = repository.get_run(s, run.id)
     assert resumed is not None and resumed.status == "completed" and resumed.cells_done == run.cells_total
+    with open_store()() as s:  # resumed on the run's own backend
+        assert len(repository.results_frame(s, run_id=run.id, backend=backend)) == len(
+            repository.results_frame(s, run_id=run.id, backend=None)
+        )
 
 
 # ------------------------------------------------------------------------------ across pages

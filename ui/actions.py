@@ -125,6 +125,7 @@ def resume_run(run: RunRecord) -> GridReport:
         layers=params.get("layers"),
         dims=params.get("dims"),
         precisions=params.get("precisions") or ("float32",),
+        backend=params.get("backend") or "torch",  # torch runs store no backend param
     )
 
 
