@@ -603,11 +603,12 @@ def format_model_param(
     return f"{ref}:{int(layer)}:{int(dim)}:{precision}{on}"
 
 
-def parse_model_param(text: str) -> tuple[str, int, int, str, str]:
+def parse_model_param(text: str, known_backend: bool = True) -> tuple[str, int, int, str, str]:
     """``ref:layer:dim[:precision[:backend]]`` -> (ref, layer, dim, precision, backend); the ref may
     itself contain ``:``; ``ref:layer:dim:backend`` is read as float32 on that backend.
 
-    A bad value is refused naming the part that is wrong.
+    A bad value is refused naming the part that is wrong; ``known_backend=False`` returns an unknown
+    backend name as it is (the page then names it in a warning and keeps the rest of the sub-model).
 
     >>> parse_model_param("default:2:64")
     ('default', 2, 64, 'float32', 'torch')
@@ -627,7 +628,7 @@ def parse_model_param(text: str) -> tuple[str, int, int, str, str]:
     tail = raw.rsplit(":", 2)
     if len(tail) == 3 and not tail[2].isdigit() and (not tail[1].isdigit() or tail[2] in backends.BACKENDS):
         backend = tail[2]  # after a precision, or right after the dim: a backend (never a number)
-        if backend not in backends.BACKENDS:
+        if known_backend and backend not in backends.BACKENDS:
             raise DemoError(
                 f"sub-model {text!r}: backend {backend!r} is not one of {', '.join(backends.BACKENDS)}"
             )

@@ -190,8 +190,12 @@ def test_sentence_pair_on_a_backend_and_a_bad_backend_in_a_link(lab: Lab) -> Non
     assert values["Full model (3, 48)"] == f"{demo.pair_grid(tiny(lab), s1, s2, backend='onnx').full:.4f}"
     assert values["Sub-model B (2, 32)"] == f"{demo.pair_grid(tiny(lab), s1, s2).pivot.loc[2, 32]:.4f}"
     assert len(at.get("plotly_chart")) == 2  # A on onnx, B on torch: one grid each
-    bad = run(mode="Sentence pair", a=f"{tiny(lab)}:3:48:float32:tpu", s1="x", s2="y")
-    assert not bad.exception
-    messages = " ".join(e.value for e in bad.error)
-    assert "a=" in messages and "backend 'tpu' is not one of torch, torch-bf16, onnx, onnx-int8" in messages
-    assert bad.selectbox(key="demo_a_backend").value == "torch"
+    bad = run(mode="Sentence pair", a=f"{tiny(lab)}:2:40:float16:tpu", s1="x", s2="y")
+    assert not bad.exception and not bad.error
+    warning = " ".join(w.value for w in bad.warning)
+    assert (
+        "a backend='tpu' was not used: the backends are torch, torch-bf16, onnx, onnx-int8; showing torch"
+        in warning
+    )
+    assert bad.selectbox(key="demo_a_backend").value == "torch"  # the rest of the link still applies
+    assert (bad.slider(key="demo_a_layer").value, bad.selectbox(key="demo_a_prec").value) == (2, "float16")

@@ -36,9 +36,14 @@ def _seed_from_url(prefix: str, refs: dict[str, str]) -> None:
     if not url:
         return
     with errors.user_errors(f"link value {prefix}={url!r} ignored"):
-        ref, layer, dim, precision, backend = demo.parse_model_param(url)
+        ref, layer, dim, precision, backend = demo.parse_model_param(url, known_backend=False)
         if ref not in refs:
             raise demo.DemoError(f"unknown checkpoint {ref!r}")
+        if backend not in backends.BACKENDS:  # the rest of the sub-model still applies
+            state.warn_link(
+                f"{prefix} backend", backend, f"the backends are {', '.join(backends.BACKENDS)}", "torch"
+            )
+            backend = backends.DEFAULT_BACKEND
         st.session_state[f"demo_{prefix}_ckpt"] = ref
         demo.validate_model(demo.DemoModel(refs[ref], layer, dim, precision, backend))
         values = {"layer": layer, "dim": dim, "prec": precision, "backend": backend}
