@@ -10,6 +10,11 @@ Only the query is encoded live, by a copy of the checkpoint truncated to the sub
 what that sub-model really costs. Search is exact faiss search at the sub-model's precision
 (``core.retrieval``). Lists are compared by overlap count, Jaccard and rank-biased overlap.
 
+Backends (``DemoModel.backend``, core/backends): off torch, corpus and query embeddings are the grid
+evaluation's own on that backend (``pooled_embeddings``: the all-layer pass of ``runner_for``), so a
+Demo answer equals the evaluated cell's; the query latency is timed on the k-layer sub-model as it
+ships on that backend (``core.cost``'s encode path: its own ONNX graph for onnx / onnx-int8).
+
 Sentence pair (:func:`pair_grid`): one forward pass gives every layer; each (layer, dim) cell is a
 slice, so the similarity of two sentences at every cell costs one encode.
 
