@@ -27,6 +27,7 @@ import os
 import pickle
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -465,6 +466,25 @@ def describe_model(
         architecture=type(transformer.auto_model).__name__,
         label=label,
     )
+
+
+def default_display_name(name: str, kind: str, info: Mapping[str, Any] | None = None) -> str:
+    """A checkpoint's display name until someone renames it: ``default``, else its label, else its folder.
+
+    The label is a trained checkpoint's training label, a folder's name or a hub model's name (``label``
+    of ``describe``); storage migration 0007 gave stored checkpoints the same names.
+
+    >>> default_display_name("default", "default", {"label": "all-MiniLM-L6-v2"})
+    'default'
+    >>> default_display_name("/runs/sb-120", "local", {"label": "starbucks (from default)"})
+    'starbucks (from default)'
+    >>> default_display_name("/models/minilm-cls/", "local", {})
+    'minilm-cls'
+    """
+    if kind == "default" or name == "default":
+        return "default"
+    label = str((info or {}).get("label") or "").strip()
+    return label or name.rstrip("/").rsplit("/", 1)[-1] or name
 
 
 def _label_for(spec: CheckpointSpec, path: Path) -> str:

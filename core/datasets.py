@@ -557,6 +557,25 @@ def _beir_root(extracted: Path) -> Path:
     )
 
 
+EMPTY_DOCUMENT = "(empty document)"
+
+
+def shown_text(text: str) -> str:
+    """A text for display: ``(empty document)`` when it is empty or blank (Cranfield has such documents,
+    and an empty text's embedding can rank high, so a result list must say what it is).
+
+    >>> shown_text(""), shown_text("  "), shown_text("wing flutter")
+    ('(empty document)', '(empty document)', 'wing flutter')
+    """
+    return text if text.strip() else EMPTY_DOCUMENT
+
+
+def check_upload_name(filename: str) -> None:
+    """Refuse an upload that is neither an STS ``.tsv`` nor a ``.zip`` (the message names the file)."""
+    if Path(filename).suffix.lower() not in (".tsv", ".zip"):
+        raise DatasetError(f"{filename}: upload an STS .tsv file or a .zip of a BEIR folder")
+
+
 def save_upload(data: bytes, filename: str, dest_root: str | Path) -> DatasetSpec:
     """Validate and store an uploaded STS .tsv or BEIR .zip under ``dest_root``; returns its spec.
 
@@ -570,9 +589,8 @@ def save_upload(data: bytes, filename: str, dest_root: str | Path) -> DatasetSpe
         raise DatasetError(
             f"{filename}: upload is {len(data) / 2**20:.1f} MB; at most {MAX_UPLOAD_BYTES // 2**20} MB"
         )
+    check_upload_name(filename)
     suffix = Path(filename).suffix.lower()
-    if suffix not in (".tsv", ".zip"):
-        raise DatasetError(f"{filename}: upload an STS .tsv file or a .zip of a BEIR folder")
     root = Path(dest_root)
     root.mkdir(parents=True, exist_ok=True)
     stem = _safe_stem(filename)
@@ -598,6 +616,8 @@ def save_upload(data: bytes, filename: str, dest_root: str | Path) -> DatasetSpe
         # Name the uploaded file, not the temporary path: "data.zip/corpus.jsonl, line 3: ...".
         message = str(exc).replace(str(tmp / f"{stem}.tsv"), filename)
         message = message.replace(str(tmp / "unzipped"), filename)
+        if not message.startswith(filename):  # "junk.zip: upload is not a valid zip file"
+            message = f"{filename}: {message}"
         raise DatasetError(message) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

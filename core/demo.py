@@ -76,7 +76,10 @@ class DemoModel:
     @property
     def label(self) -> str:
         """``default (3, 128)``, ``default (3, 128, int8)`` or ``default (3, 128, int8, onnx)``."""
-        name = self.checkpoint.rstrip("/").rsplit("/", 1)[-1] if "/" in self.checkpoint else self.checkpoint
+        return self.titled(self.checkpoint.rstrip("/").rsplit("/", 1)[-1])
+
+    def titled(self, name: str) -> str:
+        """``label`` with ``name`` (e.g. the checkpoint's display name) for the checkpoint."""
         prec = "" if self.precision == "float32" else f", {self.precision}"
         on = "" if self.backend == backends.DEFAULT_BACKEND else f", {self.backend}"
         return f"{name} ({self.layer}, {self.dim}{prec}{on})"
@@ -659,7 +662,7 @@ def parse_model_param(text: str, known_backend: bool = True) -> tuple[str, int, 
 
 def hits_table(result: SearchResult) -> pd.DataFrame:
     """A top-k list for display: rank, score, ``relevant`` (``✓ grade``, ``✗`` judged-not-relevant or
-    unjudged, empty when the query has no judgments), document snippet."""
+    unjudged, empty when the query has no judgments), document text (``(empty document)`` when blank)."""
 
     def mark(grade: float) -> str:
         if math.isnan(grade):
@@ -672,6 +675,9 @@ def hits_table(result: SearchResult) -> pd.DataFrame:
             "rank": hits["rank"],
             "score": hits["score"],
             "relevant": [mark(float(g)) for g in hits["relevance"]],
-            "document": [f"[{d}] {t}" for d, t in zip(hits["doc_id"], hits["text"], strict=True)],
+            "document": [
+                f"[{d}] {datasets.shown_text(str(t))}"
+                for d, t in zip(hits["doc_id"], hits["text"], strict=True)
+            ],
         }
     )

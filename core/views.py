@@ -401,7 +401,7 @@ RUN_TABLE_COLUMNS: tuple[str, ...] = (
     "dataset",
     "kind",
     "status",
-    "cells",
+    "done",
     "progress",
     "started",
     "duration_s",
@@ -417,10 +417,34 @@ def _duration(record: Any, now: datetime | None) -> float:
     return (ended - record.started_at).total_seconds() if ended is not None else math.nan
 
 
+RUN_UNITS = {"evaluate": "cells", "cost": "measurements", "train": "steps"}
+
+
+def run_done(kind: str, done: int, total: int) -> str:
+    """How far a run got, in its own unit.
+
+    >>> run_done("train", 34, 120), run_done("evaluate", 3, 12)
+    ('34/120 steps', '3/12 cells')
+    """
+    return f"{done}/{total} {RUN_UNITS.get(kind, 'items')}"
+
+
+def run_title(kind: str, checkpoint: str, dataset: str | None) -> str:
+    """What a run did, in words (no `` on -`` when it had no dataset).
+
+    >>> run_title("cost", "default", None), run_title("evaluate", "sb-120", "stsb-test")
+    ('cost of default', 'evaluation of sb-120 on stsb-test')
+    >>> run_title("train", "sb-120", "stsb-train")
+    'training of sb-120 on stsb-train'
+    """
+    what = {"evaluate": "evaluation", "cost": "cost", "train": "training"}.get(kind, kind)
+    return f"{what} of {checkpoint}" + (f" on {dataset}" if dataset else "")
+
+
 def runs_table(
     records: Sequence[Any], now: datetime | None = None, names: Mapping[str, str] | None = None
 ) -> pd.DataFrame:
-    """One row per run (``RunRecord``-like objects): status, "done/total" cells, start and duration.
+    """One row per run (``RunRecord``-like objects): status, done (``34/120 steps``), start and duration.
 
     ``names`` maps checkpoint fingerprints to display names (default: the stored checkpoint name);
     a running run's duration counts up to ``now``.
@@ -433,7 +457,7 @@ def runs_table(
             "dataset": r.dataset_name or "",
             "kind": r.kind,
             "status": r.status,
-            "cells": f"{r.cells_done}/{r.cells_total}",
+            "done": run_done(r.kind, r.cells_done, r.cells_total),
             "progress": (r.cells_done / r.cells_total) if r.cells_total else 0.0,
             "started": r.started_at.strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": round(_duration(r, now), 1),

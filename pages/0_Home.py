@@ -66,5 +66,7 @@ if st.session_state["home_message"]:
 
 if records:
     st.subheader("Registered checkpoints")
-    st.dataframe(home_widgets.checkpoints_table(records), hide_index=True, key="home_checkpoints")
+    st.dataframe(home_widgets.checkpoints_table(records), hide_index=True, key="home_checkpoints",
+                 column_config=home_widgets.CHECKPOINT_COLUMNS)  # fmt: skip
+    home_widgets.rename_section(records)
 reference_views.home_section()

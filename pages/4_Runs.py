@@ -71,7 +71,7 @@ by_id = {r.id: r for r in shown}
 
 def run_label(i: int) -> str:  # no status: a keyed selectbox keeps its first labels (see pages/6_Train.py)
     r = by_id[i]
-    return f"#{i} {r.kind} of {names.get(r.checkpoint_fp, r.checkpoint_name)} on {r.dataset_name or '-'}"
+    return f"#{i} {views.run_title(r.kind, names.get(r.checkpoint_fp, r.checkpoint_name), r.dataset_name)}"
 
 
 runs_widgets.run_details(by_id[st.selectbox("Run", ids, key="runs_detail", format_func=run_label)], names)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.base import DEFAULT_BACKEND, FP, Base, in_list, utc_now
 
+ALIAS_COLUMN_LEN = 256  # stored display names; a name typed by a user is bounded lower (core.lab.registry)
 RUN_KINDS: tuple[str, ...] = ("evaluate", "cost", "train")
 RUN_STATUSES: tuple[str, ...] = ("running", "completed", "failed", "interrupted", "cancelled")
 DATASET_KINDS: tuple[str, ...] = ("sts", "retrieval")
@@ -46,6 +47,9 @@ class Checkpoint(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(512), index=True)
+    # The display name every page shows (editable); NULL only for rows stored without one. Links and the
+    # CLI keep using ``name``/``fingerprint``, so renaming never breaks a shared link (migration 0007).
+    alias: Mapped[str | None] = mapped_column(String(ALIAS_COLUMN_LEN), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     location: Mapped[str] = mapped_column(Text)
     revision: Mapped[str | None] = mapped_column(String(256))

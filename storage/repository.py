@@ -29,6 +29,7 @@ from common.processes import pid_alive
 from storage.base import DEFAULT_BACKEND
 from storage.db import StorageError
 from storage.models import (
+    ALIAS_COLUMN_LEN,
     DATASET_KINDS,
     RUN_KINDS,
     RUN_STATUSES,
@@ -64,6 +65,10 @@ class NotFoundError(StorageError, LookupError):
     """A checkpoint, dataset or run named by the caller is not in the database."""
 
 
+class AliasTakenError(StorageError):
+    """A display name another checkpoint already has."""
+
+
 # ---------------------------------------------------------------- records returned to callers
 
 
@@ -86,6 +91,7 @@ class CheckpointRecord:
     info: dict[str, Any]
     training_card: dict[str, Any] | None
     created_at: datetime
+    alias: str | None = None  # the display name (core.lab.registry.display_name); None: not stored
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,7 @@ def _checkpoint_record(row: Checkpoint) -> CheckpointRecord:
         info=dict(row.info or {}),
         training_card=dict(row.training_card) if row.training_card is not None else None,
         created_at=_aware(row.created_at),
+        alias=row.alias,
     )
 
 
@@ -214,10 +221,13 @@ def upsert_checkpoint(
     similarity: str,
     max_seq_length: int,
     info: Mapping[str, Any] | None = None,
+    alias: str | None = None,
 ) -> CheckpointRecord:
     """Register (or refresh) a checkpoint by fingerprint; ``info`` is its full description (JSON).
 
-    An existing training card is kept.
+    An existing training card and display name are kept. A new checkpoint (or one stored without a
+    display name) gets ``alias``, made unique with a fingerprint prefix (``name@1a2b3c``) when another
+    checkpoint already has it.
     """
     row = {
         "name": name,
@@ -237,7 +247,36 @@ def upsert_checkpoint(
     }
     updatable = [k for k in row if k not in {"fingerprint", "created_at"}]
     upsert(s, Checkpoint, [row], key=["fingerprint"], update_columns=updatable)
-    return _checkpoint_record(_load_checkpoint(s, fingerprint))
+    stored = _load_checkpoint(s, fingerprint)
+    if stored.alias is None and alias:
+        stored.alias = _free_alias(s, alias[:ALIAS_COLUMN_LEN], fingerprint)
+        s.flush()
+    return _checkpoint_record(stored)
+
+
+def _free_alias(s: Session, wanted: str, fingerprint: str) -> str:
+    """``wanted`` if no other checkpoint has it, else ``wanted@<fingerprint prefix>``."""
+    for candidate in (wanted, f"{wanted}@{fingerprint[:6]}", f"{wanted}@{fingerprint[:12]}", fingerprint):
+        owner = s.scalar(select(Checkpoint.fingerprint).where(Checkpoint.alias == candidate))
+        if owner is None or owner == fingerprint:
+            return candidate
+    return f"{wanted}@{fingerprint}"
+
+
+def set_checkpoint_alias(s: Session, fingerprint: str, alias: str) -> CheckpointRecord:
+    """Give a stored checkpoint a new display name (validated by the caller).
+
+    Raises:
+        NotFoundError: no checkpoint has this fingerprint (or name).
+        AliasTakenError: another checkpoint has this display name.
+    """
+    row = _load_checkpoint(s, fingerprint)
+    owner = s.scalar(select(Checkpoint).where(Checkpoint.alias == alias, Checkpoint.id != row.id))
+    if owner is not None:
+        raise AliasTakenError(f"the display name {alias!r} is taken by another checkpoint ({owner.name})")
+    row.alias = alias
+    s.flush()
+    return _checkpoint_record(row)
 
 
 def list_checkpoints(s: Session) -> list[CheckpointRecord]:

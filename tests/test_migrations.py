@@ -226,3 +226,42 @@ def test_run_ids_are_never_reused_after_a_delete(db_url: str) -> None:
     lab_runs.delete_run(factory, second)
     third = start()
     assert first < second < third
+
+
+def test_existing_checkpoints_get_the_display_names_the_pages_gave_them(db_url: str) -> None:
+    """Migration 0007 (issue 14): ``default``, else the stored label, else the folder; a clash keeps the
+    older row's name and gives the newer ``name@<fingerprint prefix>``; new rows get the same rule."""
+    db.migrate(db_url, "0006_reference_file_stats")
+    base = dict(kind="local", revision=None, num_layers=2, hidden_size=8, embedding_dim=8, pooling="mean",
+                similarity="cosine", max_seq_length=16, training_card=None)  # fmt: skip
+    rows = [
+        dict(base, id=1, name="default", kind="default", location="default", path="/opt/m", fingerprint=CK_A,
+             info=json.dumps({"label": "all-MiniLM-L6-v2"}), created_at=T0),
+        dict(base, id=2, name="/runs/sb", location="/runs/sb", path="/runs/sb", fingerprint=CK_B,
+             info=json.dumps({"label": "starbucks (from default)"}), created_at=T0 + timedelta(minutes=1)),
+        dict(base, id=3, name="/runs/sb2", location="/runs/sb2", path="/runs/sb2", fingerprint="c" * 32,
+             info=json.dumps({"label": "starbucks (from default)"}), created_at=T0 + timedelta(minutes=2)),
+        dict(base, id=4, name="/models/plain/", location="/models/plain/", path="/models/plain",
+             fingerprint="d" * 32, info=json.dumps({}), created_at=T0 + timedelta(minutes=3)),
+    ]  # fmt: skip
+    with db.get_engine(db_url).begin() as conn:
+        for record in rows:
+            columns, params = ", ".join(record), ", ".join(f":{k}" for k in record)
+            conn.execute(text(f"INSERT INTO checkpoints ({columns}) VALUES ({params})"), record)
+    db.migrate(db_url, "head")
+    factory = db.init_db(db_url)
+    with factory() as s, s.begin():
+        aliases = {r.fingerprint: r.alias for r in repository.list_checkpoints(s)}
+        assert aliases == {
+            CK_A: "default",
+            CK_B: "starbucks (from default)",
+            "c" * 32: "starbucks (from default)@cccccc",
+            "d" * 32: "plain",
+        }
+        # a new checkpoint whose default name is taken gets the fingerprint prefix; a refresh keeps a rename
+        fresh = dict(base, name="/other/plain", location="/other/plain", path="/other/plain",
+                     fingerprint="e" * 32, alias="plain")  # fmt: skip
+        fresh.pop("training_card")
+        assert repository.upsert_checkpoint(s, **fresh).alias == "plain@eeeeee"
+        repository.set_checkpoint_alias(s, "e" * 32, "mine")
+        assert repository.upsert_checkpoint(s, **fresh).alias == "mine"

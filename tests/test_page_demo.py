@@ -72,7 +72,7 @@ def test_shared_link_restores_a_search_and_shows_core_results(lab: Lab) -> None:
     expected = demo.side_by_side(
         demo.DemoModel(tiny(lab), 3, 48), demo.DemoModel(tiny(lab), 1, 16, "int8"), corpus, QUERY
     )
-    shown = [at.dataframe[i].value for i in (0, 1)]
+    shown = [at.table[i].value for i in (0, 1)]  # st.table: long documents wrap
     for table, result in zip(shown, (expected.a, expected.b), strict=True):
         assert table["rank"].tolist() == result.hits["rank"].tolist()
         assert [d.split("]")[0][1:] for d in table["document"]] == result.hits["doc_id"].tolist()
@@ -92,13 +92,13 @@ def test_example_query_and_pasted_documents(lab: Lab) -> None:
     at.selectbox(key="demo_example").select("supersonic shock waves").run()
     no_errors(at)
     assert at.text_input(key="demo_query").value == "supersonic shock waves"
-    assert len(at.dataframe[0].value) == 5
+    assert len(at.table[0].value) == 5
     at.selectbox(key="demo_corpus").select("Paste documents").run()
     at.text_area(key="demo_docs").input(
         "wings give lift\nshock waves in supersonic flow\nonions in butter"
     ).run()
     no_errors(at)
-    table = at.dataframe[1].value
+    table = at.table[1].value
     assert len(table) == 3 and set(table["relevant"]) == {""}  # pasted documents have no judgments
     assert at.query_params["corpus"] == "Paste documents"
 

@@ -82,12 +82,12 @@ def test_explore_shows_the_losses_core_computes(lab: Lab) -> None:
     expected = insight.item_losses(
         lab.sts_spec, dataset_fp, CellRef(fp, 1, 32), CellRef(fp, 3, 48), session_factory=open_store()
     )
-    shown = next(d.value for d in at.dataframe if "rank error" in d.value.columns)
+    shown = next(d.value for d in at.table if "rank error" in d.value.columns)
     assert len(shown) == 20
     assert shown["pair"].tolist() == expected["pair"].head(20).tolist()
     assert shown["loss"].tolist() == pytest.approx(expected["loss"].head(20).tolist())
     at.number_input(key="explore_loss_top").set_value(5).run()
-    assert len(next(d.value for d in at.dataframe if "rank error" in d.value.columns)) == 5
+    assert len(next(d.value for d in at.table if "rank error" in d.value.columns)) == 5
 
 
 def test_compare_marks_tests_and_paper_columns(lab: Lab) -> None:

@@ -166,6 +166,86 @@ def test_home_registers_datasets_by_path_and_upload(tmp_path: Path) -> None:
     assert {"mine/pairs", "uploaded"} <= names
 
 
+JUNK_UPLOADS = {
+    "binary.tsv": (bytes(range(256)) * 4, "binary.tsv, line 2: not valid UTF-8"),
+    "columns.tsv": (b"a\tb\n1\t2\n", "columns.tsv, line 1: header has no column 'sentence1'"),
+    "one.tsv": (b"sentence1\tsentence2\tscore\na\tb\t3\n", "one.tsv: 1 pair after the header"),
+    "flat.tsv": (
+        b"sentence1\tsentence2\tscore\na\tb\t2\nc\td\t2\ne\tf\t2\n",
+        "flat.tsv: all 3 gold scores are 2; a correlation needs scores that vary",
+    ),
+    "notes.pdf": (b"%PDF-1.4", "notes.pdf: upload an STS .tsv file or a .zip of a BEIR folder"),
+    "junk.zip": (b"PK\x03\x04 not really", "junk.zip: upload is not a valid zip file"),
+}
+
+
+@pytest.mark.parametrize("filename", list(JUNK_UPLOADS))
+def test_home_refuses_a_junk_upload_naming_the_file_and_the_reason(filename: str) -> None:
+    """A junk file gets one error line with its name and why (the CLI's checks), and nothing is stored."""
+    data, message = JUNK_UPLOADS[filename]
+    at = app(HOME)
+    at.file_uploader(key="home_upload").upload(filename, data)
+    at.run()
+    if filename.endswith((".tsv", ".zip")):  # the right kind of file: checked when registered
+        assert not at.error
+        at.button(key="home_upload_go").click().run()
+    else:  # a wrong kind of file is named at once, with no button to press
+        assert not [b for b in at.button if b.key == "home_upload_go"]
+    assert not at.exception
+    errors = [e.value for e in at.sidebar.error]
+    assert len(errors) == 1 and errors[0].startswith(message), errors  # beside the uploader
+    with open_store()() as s:
+        assert repository.list_datasets(s) == []
+    assert not list((settings.lab_home() / "datasets").glob("*/*"))
+
+
+def test_home_renames_a_checkpoint_and_every_page_shows_the_new_name(lab: Lab) -> None:
+    """Issue 14: one display name per checkpoint, editable on Home, checked, used by every page; links
+    keep the stable name, so a link made before the rename still opens the same checkpoint."""
+    deep = str(lab.checkpoints["tiny-4x64"])
+    at = app(HOME)
+    table = shown_table(at, "display name", "name")
+    assert dict(zip(table["name"], table["display name"], strict=True))[deep] == "tiny-4x64"  # the folder
+
+    # (the field takes at most 40 characters: the length bound is tested on core.lab.registry)
+    for bad, why in (
+        ("   ", "cannot be empty"),
+        ("TINY-3X48", "is taken"),
+        ("bell\u0007", "control characters"),
+    ):
+        at.selectbox(key="home_rename_checkpoint").set_value(registry_fp(lab, "tiny-4x64"))
+        at.text_input(key="home_rename_alias").input(bad)
+        at.button(key="home_rename_go").click().run()
+        assert not at.exception and len(at.error) == 1 and why in at.error[0].value, (bad, at.error)
+    at.text_input(key="home_rename_alias").input("  deep model ")
+    at.button(key="home_rename_go").click().run()
+    no_errors(at)
+    assert "Renamed tiny-4x64 to deep model." in [m.value for m in at.success]
+    table = shown_table(at, "display name", "name")
+    assert dict(zip(table["name"], table["display name"], strict=True))[deep] == "deep model"
+
+    explore = app(EXPLORE, checkpoint=deep, dataset=STS_DATASET)  # the old link still works
+    no_errors(explore)
+    picker = explore.selectbox(key="explore_checkpoint")
+    assert picker.value == deep and "deep model (4 x 64)" in picker.options
+    assert deep in (picker.help or "")  # the full name on hover
+    assert "deep model: " in explore.get("plotly_chart")[0].proto.spec  # the chart title, for slides
+    compare = app(COMPARE, dataset=STS_DATASET)
+    no_errors(compare)
+    assert "deep model (4 x 64)" in compare.multiselect(key="compare_checkpoints").options
+    runs = app(RUNS)
+    assert "deep model" in set(shown_table(runs, "id", "checkpoint")["checkpoint"])
+    with open_store()() as s:
+        assert repository.get_checkpoint(s, deep).alias == "deep model"  # type: ignore[union-attr]
+
+
+def registry_fp(lab: Lab, name: str) -> str:
+    with open_store()() as s:
+        record = repository.get_checkpoint(s, str(lab.checkpoints[name]))
+    assert record is not None
+    return record.fingerprint
+
+
 @pytest.mark.slow
 def test_home_evaluates_the_default_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The one button on a small built-in (an extra data dir holding a 24-pair 'biosses' file)."""
@@ -352,9 +432,9 @@ def test_runs_table_matches_the_database_and_delete_asks_first(lab: Lab) -> None
     no_errors(at)
     with open_store()() as s:
         runs = repository.list_runs(s)
-    table = shown_table(at, "id", "cells")
+    table = shown_table(at, "id", "done")
     assert table["id"].tolist() == [r.id for r in runs]
-    assert table["cells"].tolist() == [f"{r.cells_done}/{r.cells_total}" for r in runs]
+    assert table["done"].tolist() == [f"{r.cells_done}/{r.cells_total} cells" for r in runs]
     assert set(table["status"]) == {"completed"}
     assert at.download_button(key="runs_export_csv").label == "Download CSV"
     with open_store()() as s:
@@ -372,7 +452,7 @@ def test_runs_table_matches_the_database_and_delete_asks_first(lab: Lab) -> None
     no_errors(at)
     with open_store()() as s:
         assert repository.get_run(s, victim) is None
-    assert victim not in shown_table(at, "id", "cells")["id"].tolist()
+    assert victim not in shown_table(at, "id", "done")["id"].tolist()
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
@@ -396,7 +476,7 @@ def test_runs_resume_an_interrupted_run(lab: Lab, tmp_path: Path, backend: str) 
         run = repository.list_runs(s, status="interrupted")[0]
     at = app(RUNS)
     at.multiselect(key="runs_status").set_value(["interrupted"]).run()
-    assert shown_table(at, "id", "cells")["cells"].tolist() == [f"2/{run.cells_total}"]
+    assert shown_table(at, "id", "done")["done"].tolist() == [f"2/{run.cells_total} cells"]
     at.button(key="runs_resume").click().run()
     no_errors(at)
     assert f"Run #{run.id}: {run.cells_total - 2} cells computed, 2 reused" in at.success[0].value

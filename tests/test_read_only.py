@@ -142,6 +142,9 @@ def test_core_refuses_every_write_and_nothing_is_stored(lab: Lab, tmp_path: Path
         "evaluate unregistered dataset": lambda: evaluate.evaluate_grid(
             str(lab.checkpoints["tiny-3x48"]), new_sts, dims=[32], session_factory=factory
         ),
+        "rename": lambda: registry.rename_checkpoint(
+            str(lab.checkpoints["tiny-3x48"]), "renamed", session_factory=factory
+        ),
         "recompute": lambda: evaluate.evaluate_grid(
             str(lab.checkpoints["tiny-3x48"]),
             lab.sts_spec,

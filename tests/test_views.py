@@ -224,7 +224,7 @@ def test_runs_table_cells_and_durations():
         status="running", cells_done=3, cells_total=12, started_at=start, ended_at=None, wall_time_s=None,
     )  # fmt: skip
     table = views.runs_table([done, running], now=start + timedelta(seconds=90), names={"fp": "model"})
-    assert table["cells"].tolist() == ["30/30", "3/12"]
+    assert table["done"].tolist() == ["30/30 cells", "3/12 cells"]
     assert table["progress"].tolist() == [1.0, 0.25]
     assert table["duration_s"].tolist() == [12.3, 90.0]
     assert table["checkpoint"].tolist() == ["model", "model"] and table["dataset"].tolist() == ["d", ""]

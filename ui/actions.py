@@ -72,6 +72,15 @@ def register_checkpoint(text: str) -> CheckpointRecord:
     return record
 
 
+def rename_checkpoint(record: CheckpointRecord, alias: str) -> CheckpointRecord:
+    """Give a checkpoint a new display name (validated: non-empty, unique, bounded)."""
+    renamed = registry.rename_checkpoint(
+        record.fingerprint, alias, session_factory=resources.session_factory()
+    )
+    resources.bump()
+    return renamed
+
+
 def _friendly_name(spec: datasets.DatasetSpec) -> str:
     path = Path(spec.path)
     return f"{path.parent.name}/{path.stem}" if spec.kind == datasets.STS else path.name

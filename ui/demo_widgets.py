@@ -24,6 +24,18 @@ def checkpoint_options() -> dict[str, str]:
     return refs
 
 
+def display_names() -> dict[str, str]:
+    """Loadable checkpoint name -> display name (``core.lab.registry.display_name``), ``default`` included."""
+    records = resources.checkpoints()
+    names = pickers.short_names(records)
+    return {"default": "default", **{r.name: names[r.fingerprint] for r in records}}
+
+
+def model_label(model: demo.DemoModel) -> str:
+    """``my-model (3, 128, int8)``: ``DemoModel.label`` with the checkpoint's display name."""
+    return model.titled(_name(model.checkpoint))
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def dataset_corpus(spec: datasets.DatasetSpec) -> demo.DemoCorpus:
     """A retrieval dataset as a demo corpus (shared, read-only)."""
@@ -61,8 +73,13 @@ def model_picker(prefix: str, title: str, default_step: int | None = None) -> de
     side.subheader(title)
     _seed_from_url(prefix, refs)
     state.bind_widget(f"demo_{prefix}_ckpt", None, list(refs), "default")
+    names = display_names()
     ref = side.selectbox(
-        "Checkpoint", list(refs), key=f"demo_{prefix}_ckpt", format_func=lambda r: refs[r].rsplit("/", 1)[-1]
+        "Checkpoint",
+        list(refs),
+        key=f"demo_{prefix}_ckpt",
+        format_func=lambda r: names.get(refs[r], _short(refs[r])),
+        help=pickers.checkpoints_help(resources.checkpoints()),
     )
     info = checkpoints.load(refs[ref]).info
     depth, width = info.num_layers, info.embedding_dim
@@ -104,8 +121,8 @@ def search_results(both: demo.SideBySide) -> None:
     overlap[2].metric(
         "Rank-biased overlap", f"{both.overlap.rbo:.2f}", help="p = 0.9; 1 = identical rankings"
     )
-    for i, (column, result) in enumerate(zip(st.columns(2, gap="large"), (both.a, both.b), strict=True)):
-        column.subheader(result.model.label)
+    for column, result in zip(st.columns(2, gap="large"), (both.a, both.b), strict=True):
+        column.subheader(model_label(result.model))
         cost = column.columns(3)
         cost[0].metric(
             "Query latency",
@@ -120,12 +137,8 @@ def search_results(both: demo.SideBySide) -> None:
         cost[2].metric(
             "Index", f"{result.index_bytes / 1e6:.2f} MB", help=f"{result.corpus_size:,} documents"
         )
-        column.dataframe(
-            demo.hits_table(result),
-            hide_index=True,
-            key=f"demo_hits_{i}",
-            column_config={"score": st.column_config.NumberColumn(format="%.4f")},
-        )
+        # st.table wraps long documents (a dataframe cell would cut them); scores to 4 decimals
+        column.table(demo.hits_table(result).style.format({"score": "{:.4f}"}).hide(axis="index"))
     st.caption(
         "✓ grade: judged relevant in the dataset's qrels; ✗: not judged relevant. Latency is measured live: "
         f"the query is encoded by a copy truncated to the sub-model's layers, {demo.LATENCY_REPEATS} times after "
@@ -151,7 +164,7 @@ def pair_view(model_a: demo.DemoModel, model_b: demo.DemoModel, s1: str, s2: str
     if model_b.layer in grid_b.pivot.index and model_b.dim in grid_b.pivot.columns:
         b_value = float(grid_b.pivot.loc[model_b.layer, model_b.dim])
         top[1].metric(f"Sub-model B ({model_b.layer}, {model_b.dim})", f"{b_value:.4f}",
-                      f"{b_value - grid_a.full:+.4f}", help=f"B's checkpoint: {_short(model_b.checkpoint)}{_on(model_b)}")  # fmt: skip
+                      f"{b_value - grid_a.full:+.4f}", help=f"B's checkpoint: {_name(model_b.checkpoint)}{_on(model_b)}")  # fmt: skip
     grids = [(model_a, grid_a, None if not same else (model_b.layer, model_b.dim))]
     if not same:
         grids.append((model_b, grid_b, (model_b.layer, model_b.dim)))
@@ -160,7 +173,7 @@ def pair_view(model_a: demo.DemoModel, model_b: demo.DemoModel, s1: str, s2: str
         fig = figures.grid_heatmap(
             grid.pivot, share, metric=f"{precision} similarity", selected=selected,
             diagonal=submodels.default_diagonal(grid.num_layers, grid.width),
-            title=f"{_short(model.checkpoint)}{_on(model)}: {precision} similarity of this pair",
+            title=f"{_name(model.checkpoint)}{_on(model)}: {precision} similarity of this pair",
         )  # fmt: skip
         column.plotly_chart(
             fig, key=f"demo_pair_heatmap_{len(grids)}_{model is model_b}", config={"displaylogo": False}
@@ -175,3 +188,7 @@ def _on(model: demo.DemoModel) -> str:
 
 def _short(checkpoint: str) -> str:
     return checkpoint.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _name(checkpoint: str) -> str:
+    return display_names().get(checkpoint, _short(checkpoint))

@@ -130,9 +130,9 @@ def losses_section(
     with errors.user_errors("per-item view"):
         table = _losses(settings.database_url(), resources.generation(), choice.spec, choice.fingerprint,
                         _key(record, cell, precision, backend), options[against], metric)  # fmt: skip
-        st.dataframe(table.head(int(top)), hide_index=True, key="explore_loss_table",
-                     column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns
-                                    if table[c].dtype.kind == "f"})  # fmt: skip
+        shown = table.head(int(top))  # st.table wraps long sentences and documents (a dataframe cuts them)
+        st.table(shown.style.format({c: "{:.4f}" for c in shown.columns if shown[c].dtype.kind == "f"})
+                 .hide(axis="index"))  # fmt: skip
         st.download_button(f"Download all {len(table)} rows as CSV", insight.losses_csv(table),
                            file_name=f"losses-{choice.name.replace('/', '_')}-{cell[0]}x{cell[1]}.csv",
                            mime="text/csv", key="explore_loss_csv")  # fmt: skip

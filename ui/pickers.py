@@ -2,8 +2,10 @@
 
 Each takes the widget key the page owns (``explore_checkpoint``) and a container (default: the
 sidebar), seeds the widget from the shared value (``ui.state``), and publishes the choice back to the
-shared key and the URL. A checkpoint is referred to by its name, or by a fingerprint prefix when two
-registered checkpoints share a name.
+shared key and the URL. A checkpoint is referred to (in the URL and the widget state) by its stable name,
+or by a fingerprint prefix when two registered checkpoints share a name, and shown by its display name
+(``core.lab.registry.display_name``: editable on Home, so a rename never breaks a shared link); the
+widgets' help tooltip gives the full name and path.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, metrics, submodels
+from core.lab import registry
 from core.lab.queries import CheckpointRecord
 from ui import state
 from ui.resources import DatasetChoice
@@ -32,14 +35,15 @@ def checkpoint_refs(records: Sequence[CheckpointRecord]) -> dict[str, Checkpoint
 
 
 def checkpoint_label(record: CheckpointRecord, short: str | None = None) -> str:
-    """``default (6 x 384)``; local folders by their folder name (``short`` overrides the name)."""
-    if short:
-        name = short
-    elif record.kind == "local":
-        name = record.name.rstrip("/").rsplit("/", 1)[-1]
-    else:
-        name = record.name
-    return f"{name} ({record.num_layers} x {record.embedding_dim})"
+    """``default (6 x 384)``: the display name (``short`` when given) and the shape."""
+    return f"{short or registry.display_name(record)} ({record.num_layers} x {record.embedding_dim})"
+
+
+def checkpoints_help(records: Sequence[CheckpointRecord], intro: str = "") -> str:
+    """A widget tooltip naming what each display name stands for (full name, path, fingerprint)."""
+    names = short_names(records)
+    lines = [f"- **{names[r.fingerprint]}**: `{registry.full_name(r)}`" for r in records]
+    return "\n".join(([intro, ""] if intro else []) + lines + ["", "Rename checkpoints on Home."])
 
 
 def _container(where: Any) -> Any:
@@ -54,8 +58,13 @@ def checkpoint(
     options = list(refs)
     fallback = "default" if "default" in refs else options[0]
     state.bind_widget(key, "checkpoint", options, fallback, "no registered checkpoint has this name")
+    names = short_names(records)
     chosen = _container(where).selectbox(
-        label, options, key=key, format_func=lambda r: checkpoint_label(refs[r])
+        label,
+        options,
+        key=key,
+        format_func=lambda r: checkpoint_label(refs[r], names[refs[r].fingerprint]),
+        help=checkpoints_help(list(refs.values())),
     )
     state.publish("checkpoint", chosen)
     return refs[chosen]
@@ -74,7 +83,11 @@ def checkpoints(
     state.bind_multi(key, "checkpoints", options, default, "no registered checkpoint has this name")
     names = short_names(records)
     chosen = _container(where).multiselect(
-        label, options, key=key, format_func=lambda r: checkpoint_label(refs[r], names[refs[r].fingerprint])
+        label,
+        options,
+        key=key,
+        format_func=lambda r: checkpoint_label(refs[r], names[refs[r].fingerprint]),
+        help=checkpoints_help(list(refs.values())),
     )
     state.publish("checkpoints", list(chosen))
     if chosen:
@@ -130,8 +143,8 @@ def precision(frame: pd.DataFrame, key: str, where: Any = None) -> str:
 
 
 def display_name(record: CheckpointRecord) -> str:
-    """One checkpoint's short display name (its label or folder name), as ``short_names`` gives it alone."""
-    return short_names([record])[record.fingerprint]
+    """One checkpoint's display name (``core.lab.registry.display_name``)."""
+    return registry.display_name(record)
 
 
 def precision_known(value: object) -> bool:
@@ -140,14 +153,5 @@ def precision_known(value: object) -> bool:
 
 
 def short_names(records: Sequence[CheckpointRecord]) -> dict[str, str]:
-    """Fingerprint -> a short unique display name (the label or folder name; ``@fp`` added on clashes)."""
-    base = {
-        r.fingerprint: (r.info.get("label") or r.name.rstrip("/").rsplit("/", 1)[-1] or r.name)
-        for r in records
-    }
-    if "default" in {r.name for r in records}:
-        base.update({r.fingerprint: "default" for r in records if r.name == "default"})
-    counts: dict[str, int] = {}
-    for name in base.values():
-        counts[name] = counts.get(name, 0) + 1
-    return {fp: (name if counts[name] == 1 else f"{name}@{fp[:6]}") for fp, name in base.items()}
+    """Fingerprint -> unique display name (``core.lab.registry.display_names``)."""
+    return registry.display_names(records)

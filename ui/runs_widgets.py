@@ -53,9 +53,10 @@ def export_name(export: pd.DataFrame, run_ids: Sequence[int]) -> str:
 
 def run_details(run: RunRecord, names: Mapping[str, str]) -> None:
     """One run: its status, error, provenance and parameters, and the Resume / Delete buttons."""
+    title = views.run_title(run.kind, f"**{names.get(run.checkpoint_fp, run.checkpoint_name)}**",
+                            f"**{run.dataset_name}**" if run.dataset_name else None)  # fmt: skip
     st.markdown(
-        f"**#{run.id}** {run.kind} of **{names.get(run.checkpoint_fp, run.checkpoint_name)}** on "
-        f"**{run.dataset_name or '-'}**: {run.status}, {run.cells_done}/{run.cells_total} cells."
+        f"**#{run.id}** {title}: {run.status}, {views.run_done(run.kind, run.cells_done, run.cells_total)}."
     )
     if run.error_text:
         st.caption(f"Error: {run.error_text}")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import figures
 from core.lab import jobs
-from ui import actions, errors, nav, resources, state
+from ui import actions, errors, nav, pickers, resources, state
 from ui.progress import progress_text
 
 
@@ -27,8 +27,13 @@ def job_progress_text(job: jobs.TrainJob, now: datetime | None = None) -> str:
 
 
 def job_label(job: jobs.TrainJob) -> str:
-    """A job as the picker names it: base checkpoint, method, start time (no status: it would go stale)."""
-    base = str(job.request.get("base", "?")).rstrip("/").rsplit("/", 1)[-1]
+    """A job as the picker names it: base checkpoint (display name), method, start time (no status: it
+    would go stale)."""
+    base_name = str(job.request.get("base", "?"))
+    records = resources.checkpoints()
+    display = pickers.short_names(records)
+    names = {r.name: display[r.fingerprint] for r in records}
+    base = names.get(base_name) or base_name.rstrip("/").rsplit("/", 1)[-1]
     when = job.id[:13].replace("-", " ", 1)  # 20261203-101500 -> 20261203 101500
     return f"{base} · {job.method} · {when[:4]}-{when[4:6]}-{when[6:8]} {when[9:11]}:{when[11:13]}"
 

@@ -9,7 +9,7 @@ from typing import Any
 from core import scoring
 from core.cli import mteb
 from core.cli.output import stdout_to_stderr, tqdm_progress
-from core.lab import catalog
+from core.lab import catalog, registry
 from core.lab.evaluate import evaluate_grid
 from core.lab.store import open_store
 
@@ -62,6 +62,13 @@ def cmd_checkpoints(args: argparse.Namespace) -> list[dict[str, Any]]:
     return catalog.checkpoint_rows(open_store())
 
 
+def cmd_alias(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Give a registered checkpoint a new display name (what every page shows); print its row."""
+    store = open_store()
+    record = registry.rename_checkpoint(args.checkpoint, args.name, session_factory=store)
+    return [row for row in catalog.checkpoint_rows(store) if row["fingerprint"] == record.fingerprint]
+
+
 def cmd_datasets(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Built-in datasets and every dataset known to the database."""
     return catalog.dataset_rows(open_store())
@@ -101,6 +108,16 @@ def add_parser(sub: Any) -> None:
     ck = sub.add_parser("checkpoints", help="list known checkpoints")
     ck.add_argument("--json", action="store_true")
     ck.set_defaults(handler=cmd_checkpoints, keys=None)
+
+    al = sub.add_parser(
+        "alias", help="rename a checkpoint's display name (links and --checkpoint keep using its name)"
+    )
+    al.add_argument("--checkpoint", required=True, help="registered name, 'default' or fingerprint")
+    al.add_argument(
+        "--name", required=True, help=f"the new display name (at most {registry.ALIAS_MAX_LEN} characters)"
+    )
+    al.add_argument("--json", action="store_true")
+    al.set_defaults(handler=cmd_alias, keys=None)
 
     ds = sub.add_parser("datasets", help="list known datasets")
     ds.add_argument("--json", action="store_true")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.errors import LabError
 from common.jsonsafe import nan_to_none
 from core import checkpoints, datasets
-from core.lab import queries
+from core.lab import queries, registry
 from storage import db, repository
 
 RESULT_KEYS = ("checkpoint", "dataset", "layer", "dim", "precision", "metric", "value", "backend")
@@ -98,9 +98,11 @@ def stored_results(
 def checkpoint_rows(session_factory: sessionmaker[Session]) -> list[dict[str, Any]]:
     """The default checkpoint and every checkpoint known to the database."""
     records = queries.checkpoints(session_factory)
+    names = registry.display_names(records)
     rows = [
         {
             "name": r.name,
+            "display_name": names[r.fingerprint],
             "kind": r.kind,
             "fingerprint": r.fingerprint,
             "layers": r.num_layers,
@@ -116,6 +118,7 @@ def checkpoint_rows(session_factory: sessionmaker[Session]) -> list[dict[str, An
             0,
             {
                 "name": "default",
+                "display_name": "default",
                 "kind": "default",
                 "fingerprint": None,
                 "layers": 6,

@@ -207,7 +207,7 @@ def _rank_error(values: np.ndarray, gold_ranks: np.ndarray) -> np.ndarray:
 
 
 def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    text = " ".join(text.split())
+    text = " ".join(datasets.shown_text(text).split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
