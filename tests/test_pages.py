@@ -514,8 +514,9 @@ def test_read_only_mode_hides_writes_and_core_refuses(lab: Lab, monkeypatch: pyt
     no_errors(at)
     assert not at.text_input and not at.file_uploader
     assert "Read-only" in at.sidebar.info[0].value
-    names = shown_table(at, "name", "fingerprint")["name"].tolist()
-    assert all("/" not in n for n in names)  # paths are hidden
+    table = shown_table(at, "display name", "fingerprint")
+    assert "name" not in table.columns and all("/" not in n for n in table["display name"])  # paths hidden
+    assert not [t for t in at.text_input if t.key == "home_rename_alias"]  # no renaming either
     at = app(RUNS)
     assert not [b for b in at.button if b.key == "runs_delete"]
     with pytest.raises(settings.ReadOnlyError):

@@ -116,7 +116,7 @@ def test_the_demo_still_works_and_links_hide_paths(lab: Lab) -> None:
     at.text_area(key="demo_docs").input("wings give lift\nshock waves\nonions in butter").run()
     at.text_input(key="demo_query").input("supersonic shock").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert len(at.dataframe) == 2 and len(at.dataframe[0].value) == 3
+    assert len(at.table) == 2 and len(at.table[0].value) == 3
     assert "/" not in at.query_params["a"] and "/" not in at.query_params["b"]
 
 
