@@ -197,13 +197,13 @@ def test_explore_losses_and_latency_follow_the_backend(lab: Lab) -> None:
         dataset_fp = repository.get_dataset(s, STS_DATASET).fingerprint  # type: ignore[union-attr]
     vs_torch = insight.item_losses(lab.sts_spec, dataset_fp, CellRef(fp, 2, 48, backend="onnx-int8"),
                                    CellRef(fp, 2, 48), session_factory=factory)  # fmt: skip
-    shown = next(d.value for d in at.dataframe if "rank error" in d.value.columns)
+    shown = next(d.value for d in at.table if "rank error" in d.value.columns)
     assert shown["loss"].tolist() == pytest.approx(vs_torch["loss"].head(len(shown)).tolist())
     at.selectbox(key="explore_loss_baseline").select("the full model (3, 48)").run()
     no_errors(at)
     expected = insight.item_losses(lab.sts_spec, dataset_fp, CellRef(fp, 2, 48, backend="onnx-int8"),
                                    CellRef(fp, 3, 48, backend="onnx-int8"), session_factory=factory)  # fmt: skip
-    shown = next(d.value for d in at.dataframe if "rank error" in d.value.columns)
+    shown = next(d.value for d in at.table if "rank error" in d.value.columns)
     assert shown["pair"].tolist() == expected["pair"].head(len(shown)).tolist()
     assert shown["similarity"].tolist() == pytest.approx(expected["similarity"].head(len(shown)).tolist())
     assert shown["similarity"].tolist() == pytest.approx(

@@ -171,7 +171,7 @@ def test_a_sub_model_on_onnx_from_a_link_searches_like_core(lab: Lab) -> None:
     )
     onnx = demo.DemoModel(tiny(lab), 1, 16, backend="onnx")
     expected = demo.search(onnx, corpus, QUERY, repeats=1, warmup=0)
-    table = at.dataframe[1].value
+    table = at.table[1].value
     assert [d.split("]")[0][1:] for d in table["document"]] == expected.hits["doc_id"].tolist()
     assert table["score"].tolist() == pytest.approx(expected.hits["score"].tolist(), abs=1e-6)
     assert "tiny-3x48 (1, 16, onnx)" in [h.value for h in at.subheader]
