@@ -547,6 +547,53 @@ def test_explore_evaluates_more_cells_and_names_a_bad_knob(lab: Lab) -> None:
     assert metric_value(at, "Bytes per vector") == "12"  # int8: one byte per dim
 
 
+def test_streamlit_stop_during_an_evaluation_keeps_an_interrupted_run_that_resumes(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: Stop mid-evaluation records the run as interrupted (not failed), the bar says it stopped
+    instead of freezing mid-way, and the same button resumes the run (same id) to the end.
+
+    The Stop is Streamlit's own: the ScriptRunner's stop request is set after the 2nd scored cell (what
+    the Stop button does), so the next ``st`` call raises StopException inside the evaluation.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from ui import progress
+
+    update = progress.Bar.update
+
+    def update_then_stop(self: progress.Bar, label: str, done: int, total: int, unit: str = "") -> None:
+        update(self, label, done, total, unit)
+        if label == "Scoring cells" and done == 2:
+            ctx = get_script_run_ctx()
+            assert ctx is not None and ctx.script_requests is not None
+            ctx.script_requests.request_stop()
+
+    monkeypatch.setattr(progress.Bar, "update", update_then_stop)
+    at = app(EXPLORE, checkpoint=str(lab.checkpoints["tiny-3x48"]), dataset=STS_DATASET)
+    at.text_input(key="explore_more_dims").input("8,20")
+    at.button(key="explore_more_go").click().run()
+    assert not at.exception and not at.error
+    with open_store()() as s:
+        (run,) = [r for r in repository.list_runs(s) if r.params.get("dims") == [8, 20]]
+        stored_cells = len(repository.results_frame(s, run_id=run.id).groupby(["layer", "dim"]))
+    assert (run.status, run.error_text) == ("interrupted", "stopped by the user")
+    assert 2 <= run.cells_done == stored_cells < run.cells_total == 6  # what was stored is kept
+    bars = at.get("progress")
+    assert len(bars) == 1 and bars[0].proto.text.startswith(f"Stopped at scoring cells {run.cells_done}/6.")
+
+    monkeypatch.setattr(progress.Bar, "update", update)  # no more stops: the same button resumes
+    at = app(EXPLORE, checkpoint=str(lab.checkpoints["tiny-3x48"]), dataset=STS_DATASET)
+    at.text_input(key="explore_more_dims").input("8,20")
+    at.button(key="explore_more_go").click().run()
+    no_errors(at)
+    assert not at.get("progress")  # a finished evaluation removes its bar
+    with open_store()() as s:
+        resumed = repository.get_run(s, run.id)
+        assert len(repository.results_frame(s, run_id=run.id).groupby(["layer", "dim"])) == 6
+    assert (resumed.status, resumed.cells_done) == ("completed", 6)
+
+
 # ------------------------------------------------------------------------------ honest links
 
 

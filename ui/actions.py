@@ -21,6 +21,7 @@ from ui import progress as progress_bar
 
 PAGE_COST_RUNS = {"repeats": 10, "batch_repeats": 2, "warmup": 1}  # per layer; the CLI default is 30/5/3
 READ_ONLY_NOTE = "Read-only demo mode: only stored results are shown; evaluating is off."
+STOPPED_NOTE = "Stored cells are kept (the run is interrupted); press the same button to resume."
 PHASE_LABELS = {"encode": "Encoding texts", "score": "Scoring cells"}
 
 
@@ -39,6 +40,7 @@ def evaluate_with_progress(
     def progress(phase: str, done: int, total: int) -> None:
         bar.update(PHASE_LABELS.get(phase, phase), done, total)
 
+    stopped = False
     try:
         loaded = checkpoints.load(checkpoint)
         if dims is None:
@@ -54,9 +56,15 @@ def evaluate_with_progress(
             progress=progress,
             backend=backend,
         )
+    except BaseException as exc:
+        stopped = runs.is_user_stop(exc)
+        raise
     finally:
         resources.bump()
-        bar.empty()
+        if stopped:  # the run is kept as interrupted; the same button resumes it
+            bar.stopped(STOPPED_NOTE)
+        else:
+            bar.empty()
     return report
 
 
@@ -223,6 +231,7 @@ def measure_latency(
         ) -> None:
             bar.update(f"Measuring {name} ({phase})", done, total)
 
+        stopped = False
         try:
             cost.measure_checkpoint_cost(
                 record.name,
@@ -233,9 +242,15 @@ def measure_latency(
                 progress=progress,
                 backend=backend,
             )
+        except BaseException as exc:
+            stopped = runs.is_user_stop(exc)
+            raise
         finally:
             resources.bump()
-            bar.empty()
+            if stopped:
+                bar.stopped("Nothing half-measured is stored; press Measure latency again.")
+            else:
+                bar.empty()
     return len(records)
 
 

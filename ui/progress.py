@@ -7,10 +7,12 @@ restarts its clock when the phase changes (encoding, then scoring). Times are fo
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 from tqdm import tqdm
 
 
@@ -42,12 +44,14 @@ class Bar:
         self._bar = (where if where is not None else st).progress(0.0, text=text)
         self._phase: str | None = None
         self._started = time.monotonic()
+        self._value, self._done = 0.0, ""
 
     def update(self, label: str, done: int, total: int, unit: str = "") -> None:
         """Show ``done`` of ``total`` under ``label`` (a new label restarts the clock)."""
         if label != self._phase:
             self._phase, self._started = label, time.monotonic()
         fraction = min(1.0, done / total) if total else 1.0
+        self._value, self._done = fraction, f"{done}/{total}"
         self._bar.progress(
             fraction, text=progress_text(label, done, total, time.monotonic() - self._started, unit)
         )
@@ -55,3 +59,26 @@ class Bar:
     def empty(self) -> None:
         """Remove the bar."""
         self._bar.empty()
+
+    def stopped(self, note: str) -> None:
+        """After Streamlit's Stop: the bar says ``Stopped at <phase> <done/total>. <note>``.
+
+        Once Stop is pressed, every ``st`` call on the script thread raises Streamlit's StopException
+        again, so the bar could neither be updated nor removed and stayed frozen mid-way. Calls from
+        another thread carrying the script's context are delivered (Streamlit's documented way for
+        threads), so the last word is written from one, before the script ends.
+        """
+        ctx = get_script_run_ctx(suppress_warning=True)
+        if ctx is None:  # bare mode (no app): nothing is shown anyway
+            return
+        value = self._value
+        where = f" at {self._phase.lower()} {self._done}" if self._phase else ""
+        text = f"Stopped{where}. {note}"
+
+        def write() -> None:
+            self._bar.progress(value, text=text)
+
+        thread = threading.Thread(target=write, name="mlab-progress-stopped")
+        add_script_run_ctx(thread, ctx)
+        thread.start()
+        thread.join(timeout=5)

@@ -25,10 +25,15 @@ from core.training.loop import TrainingCancelled
 from storage import repository
 from storage.repository import RESUMABLE_STATUSES
 
-__all__ = ["RESUMABLE_STATUSES", "RunHandle", "delete_run", "run_lifecycle"]
+__all__ = ["RESUMABLE_STATUSES", "RunHandle", "delete_run", "is_user_stop", "run_lifecycle"]
 
 # Exceptions that mean "stopped by the user", not "broken": the run can be resumed.
 STOP_EXCEPTIONS: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
+
+
+def is_user_stop(exc: BaseException) -> bool:
+    """True when ``exc`` is a user's stop (Ctrl-C, Streamlit's Stop or a rerun), not a failure."""
+    return _is_stop(exc)
 
 
 def _is_stop(exc: BaseException) -> bool:
