@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import itertools
+import json
 import math
 import re
 from pathlib import Path
@@ -346,3 +347,19 @@ def test_hits_table_marks_relevance(tiny: str, beir: datasets.DatasetSpec, tmp_p
     unjudged = demo.hits_table(demo.search(DemoModel(tiny, 3, 48), corpus, "free text", 2, cache))
     assert unjudged["relevant"].tolist() == ["", ""]
     assert unjudged["document"].iloc[0].startswith("[d")
+
+
+def test_an_empty_document_is_labelled_in_the_hits(
+    tiny: str, beir: datasets.DatasetSpec, tmp_path: Path
+) -> None:
+    """Issue 14: Cranfield has documents with empty text, and their embedding can rank high; a result
+    list says "(empty document)" instead of showing a bare id."""
+    corpus_file = Path(beir.path) / "corpus.jsonl"
+    with corpus_file.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"_id": "d-empty", "title": "", "text": ""}) + "\n")
+    corpus = demo.corpus_from_dataset(beir)
+    n_docs = len(corpus_file.read_text(encoding="utf-8").splitlines())
+    cache = submodels.EmbeddingCache(tmp_path)
+    table = demo.hits_table(demo.search(DemoModel(tiny, 3, 48), corpus, "wings", n_docs, cache))
+    assert "[d-empty] (empty document)" in table["document"].tolist()
+    assert all(d.split("] ", 1)[1].strip() for d in table["document"])  # no hit shows a blank text
