@@ -46,7 +46,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import orjson
@@ -61,6 +61,7 @@ FORMAT_VERSION = "2.26.24"  # the mteb release whose TaskResult format (and load
 EXTERNAL = "external"
 META_FILE = "model_meta.json"
 NO_REVISION = "no_revision_available"
+_META_SUFFIX = os.sep + META_FILE
 
 # Older key generation -> the lab's (= mteb's current) keys.
 KEY_ALIASES: dict[str, str] = {
@@ -138,14 +139,19 @@ class ResultFile:
     model: str  # "org/name" from the folder name "org__name"
     revision: str  # the folder name: a commit hash, "external", "no_revision_available" ...
     task: str  # the file stem; "" for model_meta.json
-    path: Path
+    location: str  # the file's path as text (a Path per file cost a second on the whole results repository)
     size: int = -1  # bytes and modification time (ns) as listed: a file whose stored ones match is not read
     mtime_ns: int = -1
 
     @property
+    def path(self) -> Path:
+        """The file's path."""
+        return Path(self.location)
+
+    @property
     def is_meta(self) -> bool:
         """True for ``model_meta.json``."""
-        return self.path.name == META_FILE
+        return self.location.endswith(_META_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -219,7 +225,7 @@ def find_result_files(path: Path, models: Sequence[str] | None = None) -> list[R
                 else:
                     size, mtime_ns = stat.st_size, stat.st_mtime_ns
                 task = "" if entry.name == META_FILE else entry.name[: -len(".json")]
-                found.append(ResultFile(model, revision_dir.name, task, Path(entry.path), size, mtime_ns))
+                found.append(ResultFile(model, revision_dir.name, task, entry.path, size, mtime_ns))
     if wanted is not None and wanted - seen:
         missing = ", ".join(sorted(model_name(m) for m in wanted - seen))
         raise MtebFormatError(f"{root}: no model folder for {missing} (expected <org>__<name>/<revision>/)")
@@ -238,15 +244,16 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# Python's json writes NaN/Infinity as values, which JSON (and orjson) rejects; they become null (= NaN).
-_NON_FINITE = ((b": NaN", b": null"), (b": -Infinity", b": null"), (b": Infinity", b": null"))
-
-
 def _null_non_finite(data: bytes) -> bytes:
-    """The bytes with Python's ``NaN`` / ``Infinity`` values written as ``null`` (what both parsers read)."""
-    if b"NaN" in data or b"Infinity" in data:  # a fast scan: parsing a file twice is not
-        for token, null in _NON_FINITE:
-            data = data.replace(token, null)
+    """The bytes with ``NaN`` / ``Infinity`` values written as ``null`` (= NaN; what both parsers read).
+
+    Python's json writes them as values, which JSON (orjson, msgspec) rejects.
+    """
+    # fast scans (a fifth of the public repository's files hold NaN, very few Infinity); each replace copies
+    if b"NaN" in data:
+        data = data.replace(b": NaN", b": null")
+    if b"Infinity" in data:
+        data = data.replace(b": -Infinity", b": null").replace(b": Infinity", b": null")
     return data
 
 
@@ -368,7 +375,9 @@ _TypedFile = msgspec.defstruct(
 )
 _TYPED_DECODER = msgspec.json.Decoder(_TypedFile)
 _LAB_NAMES: tuple[str, ...] = tuple(name for _, name in _WANTED_KEYS)  # the lab key of each entry field
-_ONE_ROW_UNSET = len(_WANTED_KEYS) - 1  # an entry holding one wanted key (most: main_score alone)
+_NO_ROW = len(_WANTED_KEYS)  # UNSET fields of an entry holding none of the wanted keys
+_ONE_ROW = _NO_ROW - 1  # ... holding one (most entries: main_score alone)
+_MAIN_AT = 1 + [key for key, _ in _WANTED_KEYS].index(MAIN)  # main_score's place in astuple(entry)
 
 
 def parse_result_typed(data: bytes, task: str) -> ParsedResult | None:
@@ -379,25 +388,26 @@ def parse_result_typed(data: bytes, task: str) -> ParsedResult | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     rows: list[tuple[str, str, str, float | None]] = []
+    repeated = False
     for split, entries in doc.scores.items():
+        subsets = []
         for entry in entries:
-            subset, *values = astuple(entry)
+            values = astuple(entry)  # (hf_subset, *the wanted keys in _WANTED_KEYS order)
             unset = values.count(UNSET)
-            if unset == len(values):
+            if unset == _NO_ROW:
                 continue
-            subset = subset or "default"
-            if unset == _ONE_ROW_UNSET:  # one wanted key: its row, no ordering to do
-                for name, value in zip(_LAB_NAMES, values, strict=True):
-                    if value is not UNSET:
-                        rows.append((split, subset, name, value))
-                        break
+            subset = values[0] or "default"
+            subsets.append(subset)
+            if unset == _ONE_ROW and values[_MAIN_AT] is not UNSET:
+                rows.append((split, subset, MAIN, values[_MAIN_AT]))
                 continue
             picked: dict[str, float | None] = {}
-            for name, value in zip(_LAB_NAMES, values, strict=True):  # field order: current keys first
+            for name, value in zip(_LAB_NAMES, values[1:], strict=True):  # current keys first
                 if value is not UNSET and name not in picked:
                     picked[name] = value
             rows.extend((split, subset, m, picked[m]) for m in sorted(picked))
-    if len({r[:3] for r in rows}) < len(rows):  # a (split, subset) listed twice: the later entry wins
+        repeated = repeated or len(set(subsets)) < len(subsets)
+    if repeated:  # a (split, subset) listed twice: the later entry wins
         rows = list({r[:3]: r for r in rows}.values())
     return ParsedResult(task, doc.mteb_version, doc.dataset_revision, tuple(rows))
 
@@ -477,39 +487,56 @@ def parse_meta_bytes(data: bytes, where: str = "model_meta.json") -> ModelMeta:
     )
 
 
-@dataclass(frozen=True)
-class ReadJob:
-    """One file to read: hashed always, parsed unless its stored sha256 is the same (or ``parse`` is False)."""
+# What reader processes send back is plain tuples (NamedTuple): unpickling a dataclass per file cost the
+# importing process ~3 s on the public repository, tuples a fifth of that.
+class ReadJob(NamedTuple):
+    """One file to read: hashed always, parsed unless its stored sha256 is the same."""
 
     path: str
     task: str  # "" for model_meta.json
     label: str  # how errors name the file
     stored_sha256: str | None = None
-    parse: bool = True
 
 
-@dataclass(frozen=True)
-class ReadOutcome:
+class ScoreColumns(NamedTuple):
+    """A task file's scores as columns (row ``i`` is ``split[i], subset[i], metric[i], value[i]``)."""
+
+    mteb_version: str | None
+    dataset_revision: str | None
+    split: tuple[str, ...]
+    subset: tuple[str, ...]
+    metric: tuple[str, ...]
+    value: tuple[float | None, ...]
+
+    @classmethod
+    def of(cls, parsed: ParsedResult) -> ScoreColumns:
+        """The columns of a parsed file's rows."""
+        columns = tuple(zip(*parsed.scores, strict=True)) if parsed.scores else ((), (), (), ())
+        return cls(parsed.mteb_version, parsed.dataset_revision, *columns)
+
+
+class ReadOutcome(NamedTuple):
     """What reading a file gave: its sha256 and the parsed content, or None (unchanged/skipped), or an error."""
 
     sha256: str | None
-    content: ParsedResult | ModelMeta | None
+    content: ScoreColumns | ModelMeta | None
     error: str | None = None
 
 
 def read_file(job: ReadJob) -> ReadOutcome:
     """Read, hash and (if new) parse one file; errors come back as text naming the file, never raised."""
     try:
-        data = Path(job.path).read_bytes()
+        with open(job.path, "rb", buffering=0) as handle:  # unbuffered: one read of the whole file
+            data = handle.readall()
     except OSError as exc:
         return ReadOutcome(None, None, f"{job.label}: cannot read: {exc.strerror or exc}")
     digest = sha256(data)
-    if not job.parse or digest == job.stored_sha256:
+    if digest == job.stored_sha256:
         return ReadOutcome(digest, None)
     try:
         if not job.task:
             return ReadOutcome(digest, parse_meta_bytes(data, job.label))
-        return ReadOutcome(digest, parse_result_bytes(data, job.task, job.label))
+        return ReadOutcome(digest, ScoreColumns.of(parse_result_bytes(data, job.task, job.label)))
     except MtebFormatError as exc:
         return ReadOutcome(digest, None, str(exc))
 

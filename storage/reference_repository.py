@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, repeat
 from typing import Any
 
 import pandas as pd
@@ -35,6 +36,8 @@ SCORE_COLUMNS: tuple[str, ...] = (
 _CHUNK = 5000  # rows per executemany batch
 _SQLITE_CACHE_KIB = 256 * 1024  # page cache of a connection writing scores (kept by the pooled connection)
 _RESULT_COLUMNS = ("model_id", "task", "source_path", "sha256", "mteb_version", "dataset_revision")
+# One task file's scores as columns: (splits, subsets, metrics, values), all the same length.
+ScoreColumns = tuple[Sequence[str], Sequence[str], Sequence[str], Sequence[float | None]]
 
 
 @dataclass(frozen=True)
@@ -148,16 +151,13 @@ def set_file_stats(s: Session, stats: Sequence[tuple[int, int, int]]) -> None:
         connection.exec_driver_sql(sql, rows[start : start + _CHUNK])
 
 
-def replace_results(
-    s: Session,
-    results: Sequence[Mapping[str, Any]],
-    scores: Sequence[Sequence[tuple[str, str, str, float | None]]],
-) -> int:
+def replace_results(s: Session, results: Sequence[Mapping[str, Any]], scores: Sequence[ScoreColumns]) -> int:
     """Store task files and their scores, replacing whatever was stored for the same (model_id, task).
 
     ``results[i]`` has model_id, task, source_path, sha256, mteb_version, dataset_revision (and optionally
     file_size, file_mtime_ns);
-    ``scores[i]`` its (split, subset, metric, value) rows. Returns the number of scores written.
+    ``scores[i]`` its scores as four equal-length columns: (splits, subsets, metrics, values), row ``j``
+    being ``splits[j], subsets[j], metrics[j], values[j]``. Returns the number of scores written.
     """
     if not results:
         return 0
@@ -196,7 +196,12 @@ def replace_results(
         )
     }
     ids = [new_ids[(int(r["model_id"]), str(r["task"]))] for r in results]
-    payload = [(rid, *row) for rid, rows in zip(ids, scores, strict=True) for row in rows]
+    payload = list(  # rows built in C (zip), not a Python loop per score
+        chain.from_iterable(
+            zip(repeat(rid, len(columns[0])), *columns, strict=True)
+            for rid, columns in zip(ids, scores, strict=True)
+        )
+    )
     sql = f"INSERT INTO reference_scores (result_id, split, subset, metric, value) VALUES ({', '.join([mark] * 5)})"
     for start in range(0, len(payload), _CHUNK):
         connection.exec_driver_sql(sql, payload[start : start + _CHUNK])

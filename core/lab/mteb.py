@@ -118,7 +118,7 @@ def import_results(
         meta_sha = {m.id: m.meta_sha256 for m in reference_repository.list_models(s) if m.meta_sha256}
     errors: list[FileError] = []
     changed = unchanged = written = 0
-    pending: list[tuple[dict[str, Any], tuple[tuple[str, str, str, float | None], ...]]] = []
+    pending: list[tuple[dict[str, Any], reference_repository.ScoreColumns]] = []
     metas: list[tuple[int, dict[str, Any]]] = []
     stats: list[tuple[int, int, int]] = []  # (result id, size, mtime_ns) of files read again, unchanged
 
@@ -140,7 +140,7 @@ def import_results(
     todo = []  # (file, model_id, label, known, size, mtime_ns) of every file to read
     for file in files:
         model_id = ids[(file.model, file.revision)]
-        label = "/".join((root, *file.path.as_posix().rsplit("/", 3)[-3:]))  # <model>/<revision>/<file>
+        label = "/".join((root, *file.location.rsplit(os.sep, 3)[-3:]))  # <model>/<revision>/<file>
         size = file.size if file.size >= 0 else None
         mtime_ns = file.mtime_ns if file.mtime_ns >= 0 else None
         known = None if file.is_meta else stored.get((model_id, file.task))
@@ -153,7 +153,7 @@ def import_results(
             continue
         todo.append((file, model_id, label, known, size, mtime_ns))
     jobs = [
-        mteb.ReadJob(str(file.path), file.task, label,
+        mteb.ReadJob(file.location, file.task, label,
                      meta_sha.get(model_id) if file.is_meta else None if known is None else known.sha256)
         for file, model_id, label, known, _, _ in todo
     ]  # fmt: skip
@@ -170,14 +170,14 @@ def import_results(
                     "max_tokens": meta.max_tokens, "similarity": meta.similarity_fn_name,
                     "meta_path": label, "meta_sha256": outcome.sha256,
                 }))  # fmt: skip
-            elif isinstance(outcome.content, mteb.ParsedResult):
+            elif isinstance(outcome.content, mteb.ScoreColumns):
                 parsed = outcome.content
                 changed += 1
                 pending.append(({
                     "model_id": model_id, "task": file.task, "source_path": label, "sha256": outcome.sha256,
                     "mteb_version": parsed.mteb_version, "dataset_revision": parsed.dataset_revision,
                     "file_size": size, "file_mtime_ns": mtime_ns,
-                }, parsed.scores))  # fmt: skip
+                }, (parsed.split, parsed.subset, parsed.metric, parsed.value)))  # fmt: skip
             elif known is not None:
                 unchanged += 1  # same sha256 as stored (provenance stays the first path it came from)
                 if known.source_path == label and size is not None:
