@@ -185,7 +185,7 @@ def replace_results(s: Session, results: Sequence[Mapping[str, Any]], scores: Se
     columns = (*_RESULT_COLUMNS, "file_size", "file_mtime_ns")
     connection.exec_driver_sql(
         f"INSERT INTO reference_results ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
-        [tuple(r.get(c) for c in columns) for r in results],
+        [tuple(map(r.get, columns)) for r in results],
     )
     new_ids = {
         (int(m), t): int(i)

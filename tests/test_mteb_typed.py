@@ -2,8 +2,9 @@
 
 Every task file of the shipped folder, and hand-written edge cases, go through both parsers:
 :func:`core.mteb.parse_result_typed` (None where it does not decode the file) and
-:func:`core.mteb.parse_result_generic`; the ``ParsedResult`` must be equal, and a file the typed path
-refuses must be one that only the generic path reads (or rejects with its own message).
+:func:`core.mteb.parse_result_generic`; the ``ParsedResult`` must be equal (and the columns the import
+stores, :func:`core.mteb.parse_result_columns`, the same rows), and a file the typed path refuses must
+be one that only the generic path reads (or rejects with its own message).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def test_every_shipped_task_file_parses_the_same_on_both_paths(path: Path) -> No
     assert typed is not None, "the shipped files are all current-generation: the fast path must take them"
     assert typed == mteb.parse_result_generic(data, path.stem, str(path))
     assert typed == mteb.parse_result_bytes(data, path.stem, str(path))
+    assert mteb.parse_result_columns(data, path.stem) == mteb.ScoreColumns.of(typed)  # what the import stores
     assert typed.scores, "every shipped file has main_score rows"
 
 
@@ -88,6 +90,8 @@ TAKEN = {
         b'{"mteb_version": null, "scores": {"dev": [{"hf_subset": "default", "main_score": 0.5}],'
         b' "test": [{"hf_subset": "default", "main_score": 0.6}, {"hf_subset": "fr", "main_score": 0.7}]}}'
     ),
+    "NaN text in a string, no NaN value": b'{"scores": {"test": [{"hf_subset": "a: NaN", "main_score": 0.5}]}}',
+    "NaN text in a string and a NaN value": b'{"scores": {"test": [{"hf_subset": "a: NaN", "main_score": NaN}]}}',
     "no versions": b'{"scores": {"test": [{"hf_subset": "default", "main_score": 0.5}]}}',
     "empty scores": b'{"mteb_version": "1.0.0", "scores": {}}',
     "repeated key in an entry": b'{"scores": {"test": [{"main_score": 0.1, "main_score": 0.2}]}}',
@@ -115,7 +119,9 @@ def test_edge_cases_the_fast_path_takes_parse_the_same(name: str) -> None:
     data = TAKEN[name]
     typed = mteb.parse_result_typed(data, "NFCorpus")
     assert typed is not None
-    assert typed == mteb.parse_result_generic(data, "NFCorpus")
+    generic = mteb.parse_result_generic(data, "NFCorpus")
+    assert typed == generic
+    assert mteb.parse_result_columns(data, "NFCorpus") == mteb.ScoreColumns.of(generic)
 
 
 def test_edge_case_values_are_the_generic_rules() -> None:
@@ -140,6 +146,7 @@ def test_edge_case_values_are_the_generic_rules() -> None:
     )
     assert {r[1] for r in rows["no hf_subset, empty and null subset"]} == {"default"}
     assert rows["no wanted key at all"] == ()
+    assert rows["NaN text in a string, no NaN value"] == (("test", "a: NaN", "main_score", 0.5),)  # verbatim
     assert rows["repeated key in an entry"] == (("test", "default", "main_score", 0.2),)
 
 
@@ -150,6 +157,7 @@ def test_files_the_fast_path_leaves_are_read_by_the_generic_one(name: str) -> No
     parsed = mteb.parse_result_bytes(data, "STSBenchmark", "results/a__b/r/STSBenchmark.json")
     assert parsed == mteb.parse_result_generic(data, "STSBenchmark")
     assert parsed.scores
+    assert mteb.parse_result_columns(data, "STSBenchmark").parsed("STSBenchmark") == parsed
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
@@ -162,3 +170,26 @@ def test_malformed_files_keep_the_generic_error_naming_the_file(name: str) -> No
         mteb.parse_result_generic(data, "STS12", "results/a__b/r/STS12.json")
     assert str(info.value) == str(generic.value)
     assert str(info.value).startswith("results/a__b/r/STS12.json: ")
+
+
+@pytest.mark.parametrize("listed", [-1, 0, 10, 199_999, 200_000, 200_001, 5_000_000])
+def test_read_file_reads_the_whole_file_whatever_size_was_listed(tmp_path: Path, listed: int) -> None:
+    # the listed size is a hint (a file may grow or shrink between listing and reading): the bytes, and so
+    # the sha256 and the rows, are the file's own
+    entries = [{"hf_subset": f"s{i:05d}", "main_score": i / 10_000} for i in range(4000)]
+    data = json.dumps({"mteb_version": "1.12.0", "scores": {"test": entries}}).encode()
+    data += b" " * (200_000 - len(data))
+    path = tmp_path / "NFCorpus.json"
+    path.write_bytes(data)
+    outcome = mteb.read_file(mteb.ReadJob(str(path), "NFCorpus", "a/b/NFCorpus.json", None, listed))
+    assert outcome.error is None and outcome.sha256 == mteb.sha256(data)
+    assert outcome.content == mteb.ScoreColumns.of(mteb.parse_result_generic(data, "NFCorpus"))
+
+
+def test_read_file_empty_and_missing_files_are_errors_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "STS12.json").write_bytes(b"")
+    empty = mteb.read_file(mteb.ReadJob(str(tmp_path / "STS12.json"), "STS12", "a/b/STS12.json", None, 0))
+    assert empty.sha256 == mteb.sha256(b"") and empty.error is not None
+    assert empty.error.startswith("a/b/STS12.json: not valid JSON")
+    missing = mteb.read_file(mteb.ReadJob(str(tmp_path / "gone.json"), "STS12", "a/b/gone.json", None, 10))
+    assert missing == mteb.ReadOutcome(None, None, "a/b/gone.json: cannot read: No such file or directory")

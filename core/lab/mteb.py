@@ -143,8 +143,9 @@ def import_results(
         label = "/".join((root, *file.location.rsplit(os.sep, 3)[-3:]))  # <model>/<revision>/<file>
         size = file.size if file.size >= 0 else None
         mtime_ns = file.mtime_ns if file.mtime_ns >= 0 else None
-        known = None if file.is_meta else stored.get((model_id, file.task))
-        if file.is_meta and keep_stored and model_id in meta_sha:
+        is_meta = file.is_meta
+        known = None if is_meta else stored.get((model_id, file.task))
+        if is_meta and keep_stored and model_id in meta_sha:
             continue
         if known is not None and (keep_stored or (
             size is not None and (known.source_path, known.file_size, known.file_mtime_ns) == (label, size, mtime_ns)
@@ -154,7 +155,7 @@ def import_results(
         todo.append((file, model_id, label, known, size, mtime_ns))
     jobs = [
         mteb.ReadJob(file.location, file.task, label,
-                     meta_sha.get(model_id) if file.is_meta else None if known is None else known.sha256)
+                     meta_sha.get(model_id) if file.is_meta else None if known is None else known.sha256, file.size)
         for file, model_id, label, known, _, _ in todo
     ]  # fmt: skip
     with _reader(len(jobs)) as read:
