@@ -61,7 +61,6 @@ FORMAT_VERSION = "2.26.24"  # the mteb release whose TaskResult format (and load
 EXTERNAL = "external"
 META_FILE = "model_meta.json"
 NO_REVISION = "no_revision_available"
-_META_SUFFIX = os.sep + META_FILE
 
 # Older key generation -> the lab's (= mteb's current) keys.
 KEY_ALIASES: dict[str, str] = {
@@ -142,16 +141,12 @@ class ResultFile:
     location: str  # the file's path as text (a Path per file cost a second on the whole results repository)
     size: int = -1  # bytes and modification time (ns) as listed: a file whose stored ones match is not read
     mtime_ns: int = -1
+    is_meta: bool = False  # True for model_meta.json
 
     @property
     def path(self) -> Path:
         """The file's path."""
         return Path(self.location)
-
-    @property
-    def is_meta(self) -> bool:
-        """True for ``model_meta.json``."""
-        return self.location.endswith(_META_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -224,8 +219,9 @@ def find_result_files(path: Path, models: Sequence[str] | None = None) -> list[R
                     size, mtime_ns = -1, -1
                 else:
                     size, mtime_ns = stat.st_size, stat.st_mtime_ns
-                task = "" if entry.name == META_FILE else entry.name[: -len(".json")]
-                found.append(ResultFile(model, revision_dir.name, task, entry.path, size, mtime_ns))
+                meta = entry.name == META_FILE
+                task = "" if meta else entry.name[: -len(".json")]
+                found.append(ResultFile(model, revision_dir.name, task, entry.path, size, mtime_ns, meta))
     if wanted is not None and wanted - seen:
         missing = ", ".join(sorted(model_name(m) for m in wanted - seen))
         raise MtebFormatError(f"{root}: no model folder for {missing} (expected <org>__<name>/<revision>/)")
