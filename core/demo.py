@@ -50,7 +50,7 @@ MAX_PASTED_CHARS = 2_000_000
 LATENCY_REPEATS = 15  # timed queries per sub-model: the median and middle half are shown
 LATENCY_WARMUP = 2  # untimed queries first
 MAX_QUERY_CHARS = 2000
-SNIPPET_CHARS = 220
+DOCUMENT_CHARS = 1500  # a hit's text is shown whole (tables wrap it) up to this, then cut with a count
 INDEXES_KEPT = 8
 PASTED_CORPORA_KEPT = 4
 # The prompt names grid evaluation uses (core.scoring.encode_dataset), so cache keys match.
@@ -328,7 +328,7 @@ def _query_encode(
 class SearchResult:
     """A top-k list with what it cost.
 
-    ``hits`` columns: rank, doc_id, score, text (a snippet), relevance (the qrels grade; 0 = judged
+    ``hits`` columns: rank, doc_id, score, text (whole up to ``DOCUMENT_CHARS``), relevance (the qrels grade; 0 = judged
     not relevant or unjudged, NaN when the query has no judgments).
     """
 
@@ -350,9 +350,16 @@ class SearchResult:
         return self.encode_ms + self.search_ms
 
 
-def _snippet(text: str) -> str:
+def _shown(text: str) -> str:
+    """A document for a results table: whitespace collapsed, whole up to ``DOCUMENT_CHARS`` characters.
+
+    >>> _shown("wing  flutter   at  Mach 2"), _shown("x" * 1600)[-24:]
+    ('wing flutter at Mach 2', 'xxxxx… (+101 characters)')
+    """
     text = " ".join(text.split())
-    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rstrip() + "…"
+    if len(text) <= DOCUMENT_CHARS:
+        return text
+    return f"{text[: DOCUMENT_CHARS - 1].rstrip()}… (+{len(text) - DOCUMENT_CHARS + 1} characters)"
 
 
 def search(
@@ -417,7 +424,7 @@ def search(
                 "rank": rank,
                 "doc_id": doc_id,
                 "score": float(score),
-                "text": _snippet(corpus.texts[int(i)]),
+                "text": _shown(corpus.texts[int(i)]),
                 "relevance": float(grades.get(doc_id, 0)) if grades else float("nan"),
             }
         )
