@@ -50,6 +50,13 @@ VIEWPORT = {"width": 1440, "height": 1000}
 WAIT_MS = 60_000
 MEASURE_WAIT_MS = 480_000  # two real checkpoints, every layer, on a shared CPU
 TRAIN_WAIT_MS = 240_000  # loading the base model, 3 steps, saving and registering
+LONG_DOC = (
+    "A street musician plays a battered acoustic guitar outside the station every morning, tuning it by ear "
+    "between songs, while commuters slow down to listen, drop coins into the open case and sometimes stay "
+    "for a whole verse before running for their trains; by noon he has played the same three chords for "
+    "hours, and the last words of this long document must still be readable in the results table: END-OF-DOC."
+)
+RENAMED = "CLS pooled"
 DEMO_DOCS = [
     "A man is playing a guitar on stage.",
     "The orchestra tuned their violins before the concert.",
@@ -63,6 +70,7 @@ DEMO_DOCS = [
     "Engineers tested the new bridge for safety.",
     "The singer strummed an acoustic guitar.",
     "Farmers harvested wheat before the storm.",
+    LONG_DOC,
 ]
 
 
@@ -222,6 +230,28 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     page.get_by_role("heading", name="Matryoshka Lab").wait_for()
     page.get_by_role("button", name="Evaluate the default grid").wait_for()
     no_errors(page, "Home")
+    # a junk upload is named with the reason (Streamlit alone showed only a red icon)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "junk.bin", "mimeType": "application/octet-stream", "buffer": bytes(range(256))}]
+    )
+    page.get_by_text("junk.bin: upload an STS .tsv file or a .zip of a BEIR folder").wait_for()
+    page.locator('[data-testid="stFileChipDeleteBtn"]').first.click()
+    settle(page)
+    # one display name per checkpoint: rename on Home, the new name everywhere, links unchanged
+    page.get_by_text("Rename a checkpoint").click()
+    picker = page.locator('[data-testid="stExpander"]').filter(has_text="Rename a checkpoint")
+    picker.locator('[data-testid="stSelectbox"]').get_by_role("combobox").click()
+    page.keyboard.type("minilm")
+    page.keyboard.press("Enter")
+    settle(page)
+    field = page.get_by_label("New display name", exact=True)
+    field.fill(RENAMED)
+    field.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Rename", exact=True).click()
+    page.get_by_text(f"Renamed minilm-cls-pooling to {RENAMED}.").wait_for()
+    settle(page)
+    no_errors(page, "Home after the rename")
     shots.append(shoot(page, "1_home"))
 
     page.goto(f"{server}/Explore?checkpoint=default&dataset={SHOWCASE_DATASET}")
@@ -248,6 +278,9 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     open_page(page, "Compare")
     page.locator('[data-testid="stTable"]').wait_for()
     no_errors(page, "Compare")
+    chips = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Checkpoints")
+    assert f"{RENAMED} (6 x 384)" in chips.inner_text()  # the new name in the picker's chips
+    assert "minilm-cls-pooling" not in chips.inner_text()
     assert page.locator(".js-plotly-plot").count() == 3  # two grids and their difference
     # significance: a plain summary under the delta heatmap and under the per-size table (B - A)
     summaries = page.get_by_text(" vs default: better at ")
@@ -257,6 +290,15 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     said = " ".join(summaries.all_inner_texts())
     assert ("▲" in table or "▼" in table) == ("better at 0 " not in said or "worse at none" not in said)
     shots.append(shoot(page, "3_compare"))
+
+    # the renamed checkpoint on Explore, opened by its unchanged link name
+    page.goto(
+        f"{server}/Explore?checkpoint={showcase.checkpoints['minilm-cls-pooling']}&dataset={SHOWCASE_DATASET}"
+    )
+    settle(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    no_errors(page, "Explore of the renamed checkpoint")
+    page.locator(".js-plotly-plot").filter(has_text=f"{RENAMED}:").first.wait_for()  # the chart title
 
     open_page(page, "Curves")
     page.locator(".js-plotly-plot").first.wait_for()
@@ -290,6 +332,12 @@ def test_every_page_in_chromium(showcase: Lab, server: str, page: Any) -> None:
     no_errors(page, "Demo search")
     assert page.locator('[data-testid="stMetric"]').filter(has_text="Query latency").count() == 2
     assert "a=default" in page.url and "b=default" in page.url  # both sub-models are in the link
+    # long documents wrap in the results table: the whole text is there and no cell is cut
+    cell = page.locator('[data-testid="stTable"] td').filter(has_text="A street musician plays").first
+    cell.wait_for()
+    assert cell.inner_text().endswith("END-OF-DOC.")
+    assert cell.evaluate("e => e.scrollWidth <= e.clientWidth + 1 && e.getBoundingClientRect().height > 40")
+    assert cell.evaluate("e => { const b = e.getBoundingClientRect(); return b.right <= window.innerWidth; }")
     shots.append(shoot(page, "6_demo"))
 
     # Demo, sentence-pair mode restored from a link: one similarity per cell of the whole grid.
