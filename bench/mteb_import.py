@@ -31,10 +31,10 @@ def _commit(path: Path) -> str:
         return "unknown"
 
 
-def _cpu() -> float:
-    """CPU seconds of this process and of its finished children (the import's reader processes)."""
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + sys) of this process, and of its finished children (the import's reader processes)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -59,12 +59,18 @@ def main() -> None:
     size = sum(p.stat().st_size for p in args.path.rglob("*.json"))
     rows = []
     for label in ("first import (empty database)", "again (every file unchanged)"):
-        started, cpu_started = time.perf_counter(), _cpu()
+        started, (own_started, children_started) = time.perf_counter(), _cpu()
         report = lab_mteb.import_results(factory, args.path)
-        wall, cpu = time.perf_counter() - started, _cpu() - cpu_started
-        rows.append((label, report, wall, cpu))
+        own, children = _cpu()
+        wall, main_cpu, readers_cpu = (
+            time.perf_counter() - started,
+            own - own_started,
+            children - children_started,
+        )
+        rows.append((label, report, wall, main_cpu, readers_cpu))
         print(f"{label}: {report.files_seen:,} files, {report.models:,} models, {report.files_changed:,} changed, "
-              f"{report.scores_written:,} scores, {len(report.errors)} refused, {wall:.1f} s ({cpu:.1f} s CPU)")  # fmt: skip
+              f"{report.scores_written:,} scores ({report.scores_written / wall:,.0f}/s), {len(report.errors)} refused, "
+              f"{wall:.1f} s wall, {main_cpu + readers_cpu:.1f} s CPU ({main_cpu:.1f} main + {readers_cpu:.1f} readers)")  # fmt: skip
     db_mb = sum(p.stat().st_size for p in workdir.glob("bench.sqlite3*")) / 1e6
     load = os.getloadavg()  # the load at the end; the start's is printed below
     lines = [
@@ -74,17 +80,19 @@ def main() -> None:
         f"(load average {load_start[0]:.1f} at the start, {load[0]:.1f} at the end: the machine is shared), Python {platform.python_version()}.",
         f"Source: {args.source or args.path.name + ' @ ' + _commit(args.path)}, {size / 1e9:.2f} GB of JSON.",
         "",
-        "| run | files | models | task files written | scores written | refused | wall s | CPU s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| run | files | models | task files written | scores written | scores/s | refused | wall s | CPU s (main + readers) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, report, wall, cpu in rows:
+    for label, report, wall, main_cpu, readers_cpu in rows:
         lines.append(f"| {label} | {report.files_seen:,} | {report.models:,} | {report.files_changed:,} | "
-                     f"{report.scores_written:,} | {len(report.errors)} | {wall:.1f} | {cpu:.1f} |")  # fmt: skip
+                     f"{report.scores_written:,} | {report.scores_written / wall:,.0f} | {len(report.errors)} | {wall:.1f} | "
+                     f"{main_cpu + readers_cpu:.1f} ({main_cpu:.1f} + {readers_cpu:.1f}) |")  # fmt: skip
     lines += [
         "",
-        "CPU s: CPU time of this process and of the reader processes it forks (one per core, for a large "
-        "import); with readers running beside the database writes, CPU can exceed wall on an idle machine, "
-        "while on a loaded one wall is mostly time waiting for a core.",
+        "CPU s: user + sys time of this process (listing, database writes) and of the reader processes it "
+        "forks (one per core, for a large import: reading, hashing, parsing); with readers running beside "
+        "the database writes, CPU can exceed wall on an idle machine, while on a loaded one wall is mostly "
+        "time waiting for a core.",
         "",
         f"SQLite database after the import: {db_mb:.0f} MB.",
         "",
