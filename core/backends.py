@@ -131,6 +131,11 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: no per-node warnings on the user's terminal
+        # Idle intra-op threads sleep instead of spinning: every session has its own pool, and with several
+        # sessions in one process (a cost run's k-layer graphs round-robin, the Demo's two sub-models) the
+        # spinning pools of the others took the cores: on 2 cores (6, 384) ran 35.6 ms per query instead
+        # of 8.8 ms (bench/cost.py section 6).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.backend = backend
