@@ -235,13 +235,13 @@ def test_existing_checkpoints_get_the_display_names_the_pages_gave_them(db_url: 
     base = dict(kind="local", revision=None, num_layers=2, hidden_size=8, embedding_dim=8, pooling="mean",
                 similarity="cosine", max_seq_length=16, training_card=None)  # fmt: skip
     rows = [
-        dict(base, id=1, name="default", kind="default", location="default", path="/opt/m", fingerprint=CK_A,
+        dict(base, name="default", kind="default", location="default", path="/opt/m", fingerprint=CK_A,
              info=json.dumps({"label": "all-MiniLM-L6-v2"}), created_at=T0),
-        dict(base, id=2, name="/runs/sb", location="/runs/sb", path="/runs/sb", fingerprint=CK_B,
+        dict(base, name="/runs/sb", location="/runs/sb", path="/runs/sb", fingerprint=CK_B,
              info=json.dumps({"label": "starbucks (from default)"}), created_at=T0 + timedelta(minutes=1)),
-        dict(base, id=3, name="/runs/sb2", location="/runs/sb2", path="/runs/sb2", fingerprint="c" * 32,
+        dict(base, name="/runs/sb2", location="/runs/sb2", path="/runs/sb2", fingerprint="c" * 32,
              info=json.dumps({"label": "starbucks (from default)"}), created_at=T0 + timedelta(minutes=2)),
-        dict(base, id=4, name="/models/plain/", location="/models/plain/", path="/models/plain",
+        dict(base, name="/models/plain/", location="/models/plain/", path="/models/plain",
              fingerprint="d" * 32, info=json.dumps({}), created_at=T0 + timedelta(minutes=3)),
     ]  # fmt: skip
     with db.get_engine(db_url).begin() as conn:
