@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from core.backends import DEFAULT_BACKEND
 from core.views import Cell
 
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
@@ -141,6 +142,15 @@ def chart_title(what: str, dataset: str, metric: str, precision: str | None = No
     'default: cosine Spearman on stsb-test (int8)'
     """
     return f"{what}: {metric_label(metric)} on {dataset}" + (f" ({precision})" if precision else "")
+
+
+def precision_on(precision: str, backend: str = DEFAULT_BACKEND) -> str:
+    """What a title says about the cells: ``int8``, or ``int8, onnx`` off the torch reference backend.
+
+    >>> precision_on("int8"), precision_on("int8", "onnx")
+    ('int8', 'int8, onnx')
+    """
+    return precision if backend == DEFAULT_BACKEND else f"{precision}, {backend}"
 
 
 def signed(value: float, digits: int = 4) -> str:

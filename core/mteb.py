@@ -143,11 +143,6 @@ class ResultFile:
     mtime_ns: int = -1
     is_meta: bool = False  # True for model_meta.json
 
-    @property
-    def path(self) -> Path:
-        """The file's path."""
-        return Path(self.location)
-
 
 @dataclass(frozen=True)
 class ParsedResult:

@@ -44,7 +44,7 @@ share = views.share_of_full(pivot, views.cell_value(frame, metric, full, "float3
 dims = [int(d) for d in pivot.columns]
 diagonal = submodels.default_diagonal(num_layers, width)
 stored_cells = views.cells_of(frame, metric, precision)
-on = precision if backend == "torch" else f"{precision}, {backend}"
+on = figures.precision_on(precision, backend)
 title = figures.chart_title(pickers.display_name(ckpt), choice.name, metric, on)
 
 # ---- render

@@ -72,7 +72,7 @@ for name in empty:
 if len(pivots) < 2:
     st.stop()
 
-on = precision if backend == "torch" else f"{precision}, {backend}"
+on = figures.precision_on(precision, backend)
 st.subheader(f"{figures.metric_label(metric)} on {choice.name} ({on})")
 zmin, zmax = compare_widgets.heatmaps(pivots, diagonals, choice.name, metric, on)
 shared = compare_widgets.missing_captions(

@@ -75,11 +75,6 @@ def _key(record: CheckpointRecord, cell: Cell, precision: str, backend: str = TO
     return (record.fingerprint, int(cell[0]), int(cell[1]), precision, backend)
 
 
-def _on(precision: str, backend: str) -> str:
-    """What a chart title says about the cells: ``int8`` or ``int8, onnx`` (torch is the default)."""
-    return precision if backend == TORCH else f"{precision}, {backend}"
-
-
 def losses_section(
     record: CheckpointRecord,
     records: Sequence[CheckpointRecord],
@@ -216,12 +211,12 @@ def delta_section(
             by_label = dict(zip(labels, cells, strict=True))
             marks = {by_label[row]: mark for (row, _), mark in insight.significance_marks(tests).items()}
             summary = insight.significance_summary(tests, a)
+    title = figures.chart_title(f"{b} - {a}", choice.name, metric, figures.precision_on(precision, backend))
     st.plotly_chart(
-        figures.delta_heatmap(delta, metric=metric, title=figures.chart_title(f"{b} - {a}", choice.name, metric,
-                                                                              _on(precision, backend)), marks=marks),
+        figures.delta_heatmap(delta, metric=metric, title=title, marks=marks),
         key="compare_delta",
         config={"displaylogo": False},
-    )  # fmt: skip
+    )
     for line in summary:
         st.markdown(line)
     st.caption(f"Blue: {b} scores higher than {a}; red: lower. Blank: a cell one of them lacks. ▲/▼ on the "

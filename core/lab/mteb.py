@@ -147,9 +147,8 @@ def import_results(
         label = "/".join((root, *file.location.rsplit(os.sep, 3)[-3:]))  # <model>/<revision>/<file>
         size = file.size if file.size >= 0 else None
         mtime_ns = file.mtime_ns if file.mtime_ns >= 0 else None
-        is_meta = file.is_meta
-        known = None if is_meta else stored.get((model_id, file.task))
-        if is_meta and keep_stored and model_id in meta_sha:
+        known = None if file.is_meta else stored.get((model_id, file.task))
+        if file.is_meta and keep_stored and model_id in meta_sha:
             continue
         if known is not None and (keep_stored or (
             size is not None and (known.source_path, known.file_size, known.file_mtime_ns) == (label, size, mtime_ns)

@@ -14,6 +14,7 @@ Out of scope: evaluation (core.lab.evaluate registers what it evaluates by itsel
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -50,14 +51,11 @@ def display_names(records: Iterable[CheckpointRecord]) -> dict[str, str]:
     clashes with another's gets ``@<fingerprint prefix>`` (stored aliases are unique already)."""
     ordered = list(records)
     names = {r.fingerprint: display_name(r) for r in ordered}
-    counts: dict[str, int] = {}
-    for name in names.values():
-        counts[name] = counts.get(name, 0) + 1
-    return {
-        r.fingerprint: (names[r.fingerprint] if counts[names[r.fingerprint]] == 1 or r.alias
-                        else f"{names[r.fingerprint]}@{r.fingerprint[:6]}")
-        for r in ordered
-    }  # fmt: skip
+    counts = Counter(names.values())
+    for r in ordered:
+        if counts[names[r.fingerprint]] > 1 and not r.alias:
+            names[r.fingerprint] = f"{names[r.fingerprint]}@{r.fingerprint[:6]}"
+    return names
 
 
 def full_name(record: CheckpointRecord) -> str:

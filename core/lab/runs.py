@@ -32,11 +32,6 @@ STOP_EXCEPTIONS: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
 
 
 def is_user_stop(exc: BaseException) -> bool:
-    """True when ``exc`` is a user's stop (Ctrl-C, Streamlit's Stop or a rerun), not a failure."""
-    return _is_stop(exc)
-
-
-def _is_stop(exc: BaseException) -> bool:
     """A user's stop: Ctrl-C, or Streamlit's Stop button / rerun (which raise their own control-flow errors)."""
     return isinstance(exc, STOP_EXCEPTIONS) or type(exc).__name__ in {"StopException", "RerunException"}
 
@@ -69,8 +64,8 @@ def run_lifecycle(
     try:
         yield handle
     except BaseException as exc:
-        status = "interrupted" if _is_stop(exc) else "failed"
-        text = "stopped by the user" if _is_stop(exc) else f"{type(exc).__name__}: {exc}"
+        status = "interrupted" if is_user_stop(exc) else "failed"
+        text = "stopped by the user" if is_user_stop(exc) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, TrainingCancelled):
             status, text = "cancelled", str(exc)
         with session_factory() as s, s.begin():
