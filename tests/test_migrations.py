@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import MetaData, Table, create_engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
-from storage import db, repository
+from storage import db, reference_repository, repository
 
 T0 = datetime(2025, 11, 23, 12, 0, 0, tzinfo=UTC)
 CK_A, CK_B = "a" * 32, "b" * 32
@@ -265,3 +266,83 @@ def test_existing_checkpoints_get_the_display_names_the_pages_gave_them(db_url: 
         assert repository.upsert_checkpoint(s, **fresh).alias == "plain@eeeeee"
         repository.set_checkpoint_alias(s, "e" * 32, "mine")
         assert repository.upsert_checkpoint(s, **fresh).alias == "mine"
+
+
+def test_reference_scores_keep_their_rows_when_keyed_by_their_natural_key(db_url: str) -> None:
+    """Migration 0008 (issue 13): ``reference_scores`` loses its surrogate id, its natural key becomes the
+    primary key (SQLite: a WITHOUT ROWID table); every score survives, NULL values included, and so does a
+    downgrade back."""
+    db.migrate(db_url, "0007_checkpoint_alias")
+    key = "result_id, split, subset, metric"
+    with db.get_engine(db_url).begin() as conn:
+        conn.execute(
+            text("INSERT INTO reference_models (name, revision) VALUES ('a/m', 'r1'), ('b/n', 'external')")
+        )
+        models = dict(conn.execute(text("SELECT name, id FROM reference_models")).all())
+        for model, task in (("a/m", "STSBenchmark"), ("a/m", "SciFact"), ("b/n", "STSBenchmark")):
+            conn.execute(
+                text(
+                    "INSERT INTO reference_results (model_id, task, source_path, sha256) VALUES (:m, :t, :p, :h)"
+                ),
+                {"m": models[model], "t": task, "p": f"results/{model}/{task}.json", "h": "f" * 64},
+            )
+        results = conn.execute(text("SELECT id FROM reference_results ORDER BY id")).scalars().all()
+        scores = [
+            (results[0], "test", "default", "main_score", 0.85863),
+            (results[0], "test", "default", "cosine_spearman", 0.85863),
+            (results[0], "test", "en-de", "main_score", None),  # NaN in the file
+            (results[1], "test", "default", "ndcg_at_10", 0.5),
+            (results[2], "validation", "default", "main_score", 0.79184),
+        ]
+        for row in reversed(scores):  # stored out of key order: the copy must not depend on it
+            conn.execute(
+                text(f"INSERT INTO reference_scores ({key}, value) VALUES (:r, :s, :u, :m, :v)"),
+                dict(zip("rsumv", row, strict=True)),
+            )
+
+    def stored() -> list[tuple[Any, ...]]:
+        with db.get_engine(db_url).connect() as conn:
+            return [
+                tuple(r)
+                for r in conn.execute(text(f"SELECT {key}, value FROM reference_scores ORDER BY {key}"))
+            ]
+
+    assert stored() == sorted(scores, key=lambda r: r[:4])
+    db.migrate(db_url, "head")
+    assert stored() == sorted(scores, key=lambda r: r[:4])
+    engine = db.get_engine(db_url)
+    with engine.connect() as conn:
+        inspector = inspect(conn)
+        assert inspector.get_pk_constraint("reference_scores")["constrained_columns"] == key.split(", ")
+        assert "id" not in {c["name"] for c in inspector.get_columns("reference_scores")}
+        if engine.dialect.name == "sqlite":
+            sql = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'reference_scores'")
+            ).scalar_one()
+            assert sql.rstrip().upper().endswith("WITHOUT ROWID")
+    try:
+        with engine.begin() as conn:  # the key is enforced: the same (result, split, subset, metric) twice
+            conn.execute(text(f"INSERT INTO reference_scores ({key}, value) VALUES (:r, 'test', 'default', 'main_score', 0.1)"),
+                         {"r": results[0]})  # fmt: skip
+        raise AssertionError("a duplicate score key was stored")
+    except IntegrityError:
+        pass
+    # Today's code reads and replaces them; the foreign key survived the rebuild.
+    factory = db.init_db(db_url)
+    with factory() as s:
+        frame = reference_repository.scores_frame(s, models=["a/m"])
+        assert len(frame) == 4 and frame["value"].isna().sum() == 1
+    with factory() as s, s.begin():
+        reference_repository.replace_results(
+            s, [{"model_id": models["b/n"], "task": "STSBenchmark", "source_path": "x", "sha256": "e" * 64,
+                 "mteb_version": None, "dataset_revision": None}], [(("test",), ("default",), ("main_score",), (0.7,))]
+        )  # fmt: skip
+    assert [r[1:] for r in stored() if r[0] not in results[:2]] == [("test", "default", "main_score", 0.7)]
+    with db.get_engine(db_url).begin() as conn:
+        conn.execute(text("DELETE FROM reference_results WHERE id = :r"), {"r": results[1]})
+    assert results[1] not in {r[0] for r in stored()}  # its ndcg_at_10 went with it (ON DELETE CASCADE)
+    kept = stored()
+    db.migrate(db_url, "0007_checkpoint_alias")
+    with db.get_engine(db_url).connect() as conn:
+        assert "id" in {c["name"] for c in inspect(conn).get_columns("reference_scores")}
+    assert stored() == kept and len(kept) == 4

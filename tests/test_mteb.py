@@ -211,10 +211,15 @@ def test_reference_points_and_nearest_in_size() -> None:
 
 def _table_contents(url: str) -> dict[str, list[tuple[object, ...]]]:
     engine = db.get_engine(url)
+    order = {
+        "reference_models": "id",
+        "reference_results": "id",
+        "reference_scores": "result_id, split, subset, metric",
+    }
     with engine.connect() as conn:
         return {
-            t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
-            for t in ("reference_models", "reference_results", "reference_scores")
+            t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY {key}"))]
+            for t, key in order.items()
         }
 
 
