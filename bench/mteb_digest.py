@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -35,6 +36,26 @@ QUERIES = {
     "FROM reference_scores s JOIN reference_results r ON r.id = s.result_id "
     "JOIN reference_models m ON m.id = r.model_id ORDER BY 1, 2, 3, 4, 5, 6",
 }
+# Since migration 0008 a task file's scores are packed in its reference_results row: the same rows,
+# unpacked here and sorted as the query above sorts them (SQLite's binary order is Python's str order).
+PACKED_SCORES = (
+    "SELECT m.name, m.revision, r.task, r.scores FROM reference_results r "
+    "JOIN reference_models m ON m.id = r.model_id"
+)
+
+
+def _score_rows(connection: sqlite3.Connection) -> list[tuple[object, ...]]:
+    tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "reference_scores" in tables:
+        return [tuple(row) for row in connection.execute(QUERIES["reference_scores"])]
+    rows = [
+        (name, revision, task, *score)
+        for name, revision, task, packed in connection.execute(PACKED_SCORES)
+        for score in json.loads(packed)
+    ]
+    return sorted(rows, key=lambda row: row[:6])
+
+
 IMPORT = (
     "import sys\n"
     "from core.lab import mteb\n"
@@ -63,7 +84,8 @@ def main() -> None:
     with sqlite3.connect(database) as connection:
         for table, query in QUERIES.items():
             count = 0
-            for row in connection.execute(query):
+            rows = _score_rows(connection) if table == "reference_scores" else connection.execute(query)
+            for row in rows:
                 digest.update(repr(row).encode())
                 count += 1
             print(f"{table}: {count:,} rows")

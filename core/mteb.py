@@ -398,6 +398,10 @@ class ScoreColumns(NamedTuple):
         columns = tuple(zip(*parsed.scores, strict=True)) if parsed.scores else ((), (), (), ())
         return cls(parsed.mteb_version, parsed.dataset_revision, *columns)
 
+    def without_rows(self) -> ScoreColumns:
+        """The same file's versions with no rows (what a reader sends back once it packed the rows)."""
+        return ScoreColumns(self.mteb_version, self.dataset_revision, (), (), (), ())
+
     def parsed(self, task: str) -> ParsedResult:
         """The rows again, as :class:`ParsedResult`."""
         rows = tuple(zip(self.split, self.subset, self.metric, self.value, strict=True))

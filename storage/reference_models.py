@@ -12,13 +12,17 @@ this module); schema changes go through Alembic
 - ``reference_results``: one row per task file (model revision, task), with the file's path and
   sha256 (provenance) and its ``mteb_version`` / ``dataset_revision``; its size and mtime as last read
   (``file_size``, ``file_mtime_ns``: a re-import's cheap "unchanged" check before any hashing).
-- ``reference_scores``: one row per (result, split, subset, metric): ``main_score`` as the file states
-  it and the metrics the lab also computes, in the lab's key generation; value NULL = NaN/null.
+- Each task file's scores are stored with it, packed (``reference_results.scores``: a JSON list of
+  ``[split, subset, metric, value]`` rows, ``n_scores`` of them): ``main_score`` as the file states it
+  and the metrics the lab also computes, in the lab's key generation; value null = NaN/null. A file's
+  scores are only ever written, replaced and read together, and one row per score (a ``reference_scores``
+  table until migration 0008) made the database writes of a whole-repository import (~2 million
+  scores) its slowest part; ``storage.reference_repository.scores_frame`` unpacks them.
 - ``reference_imports``: one row per import (root folder, counts, wall time, the files that failed).
 
-Natural keys: (name, revision); (model_id, task); (result_id, split, subset, metric), the last one being
-``reference_scores``' primary key. Importing an unchanged file (same path, size and mtime, else same
-sha256) writes no score; a changed file's scores are replaced as a whole.
+Natural keys: (name, revision); (model_id, task); (split, subset, metric) within a file's scores.
+Importing an unchanged file (same path, size and mtime, else same sha256) writes nothing; a changed
+file's scores are replaced as a whole.
 """
 
 from __future__ import annotations
@@ -68,28 +72,9 @@ class ReferenceResult(Base):
     # path, size and mtime are these without reading it (migration 0006); NULL = read it again.
     file_size: Mapped[int | None] = mapped_column(BigInteger)
     file_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
-
-
-class ReferenceScore(Base):
-    """One metric value of one (split, subset) of a task file.
-
-    Keyed by (result_id, split, subset, metric) with no surrogate id, and on SQLite ``WITHOUT ROWID``
-    (migration 0008): the table is its own key index, so each of the ~2 million scores of a whole-repository
-    import goes into one b-tree instead of a table plus a unique index (a third less insert CPU and file).
-    """
-
-    __tablename__ = "reference_scores"
-    __table_args__ = ({"sqlite_with_rowid": False},)
-
-    result_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("reference_results.id", ondelete="CASCADE"), primary_key=True
-    )
-    split: Mapped[str] = mapped_column(String(128), primary_key=True)
-    subset: Mapped[str] = mapped_column(String(256), primary_key=True)
-    # No index on metric alone: main_score is most rows, so it would not narrow a read, and it cost a
-    # quarter of the insert time of a whole-repository import (dropped in migration 0006).
-    metric: Mapped[str] = mapped_column(String(128), primary_key=True)
-    value: Mapped[float | None] = mapped_column(Double)  # NULL = NaN / null in the file
+    # The file's scores: JSON [[split, subset, metric, value], ...] (migration 0008) and how many.
+    scores: Mapped[str] = mapped_column(Text)
+    n_scores: Mapped[int] = mapped_column(Integer)
 
 
 class ReferenceImport(Base):

@@ -1,10 +1,11 @@
 """Reads and writes of reference models (published MTEB results); every function takes a ``Session``.
 
 Scope: storing what ``core.mteb`` parsed (models per revision with their own meta, one result per task
-file with path + sha256, its scores) and reading it back as plain values and DataFrames. No parsing,
-no rules: which meta figure wins and which revision a plot shows are ``core.mteb``'s.
-Writes use plain multi-row statements (the import of the whole public results repository writes
-about two million scores); the callers own the transaction (``with Session() as s, s.begin():``).
+file with path + sha256 and its scores packed, :func:`pack_scores`) and reading it back as plain values
+and DataFrames (:func:`scores_frame` unpacks). No parsing, no rules: which meta figure wins and which
+revision a plot shows are ``core.mteb``'s. Writes use plain multi-row statements or COPY (the import of
+the whole public results repository writes ~100,000 task files holding ~2 million scores); the callers
+own the transaction (``with Session() as s, s.begin():``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
+import orjson
 import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from storage.reference_models import ReferenceImport, ReferenceModel, ReferenceResult, ReferenceScore
+from storage.reference_models import ReferenceImport, ReferenceModel, ReferenceResult
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "model",
@@ -34,7 +36,7 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "sha256",
 )
 _CHUNK = 5000  # rows per executemany batch
-_SQLITE_CACHE_KIB = 256 * 1024  # page cache of a connection writing scores (kept by the pooled connection)
+_ROW_KEY = itemgetter(0, 1, 2)  # (split, subset, metric) of a packed score row
 _RESULT_COLUMNS = ("model_id", "task", "source_path", "sha256", "mteb_version", "dataset_revision")
 # One task file's scores as columns: (splits, subsets, metrics, values), all the same length.
 ScoreColumns = tuple[Sequence[str], Sequence[str], Sequence[str], Sequence[float | None]]
@@ -151,53 +153,41 @@ def set_file_stats(s: Session, stats: Sequence[tuple[int, int, int]]) -> None:
         connection.exec_driver_sql(sql, rows[start : start + _CHUNK])
 
 
-def replace_results(s: Session, results: Sequence[Mapping[str, Any]], scores: Sequence[ScoreColumns]) -> int:
-    """Store task files and their scores, replacing whatever was stored for the same (model_id, task).
+def pack_scores(columns: ScoreColumns) -> tuple[str, int]:
+    """A task file's score columns as stored (``reference_results.scores``: JSON ``[[split, subset, metric,
+    value], ...]``, None as null) and their count.
 
-    ``results[i]`` has model_id, task, source_path, sha256, mteb_version, dataset_revision (and optionally
-    file_size, file_mtime_ns);
-    ``scores[i]`` its scores as four equal-length columns: (splits, subsets, metrics, values), row ``j``
-    being ``splits[j], subsets[j], metrics[j], values[j]``. Returns the number of scores written.
+    >>> pack_scores((("test", "test"), ("default", "en"), ("main_score", "main_score"), (0.85863, None)))
+    ('[["test","default","main_score",0.85863],["test","en","main_score",null]]', 2)
+    """
+    rows = list(zip(*columns, strict=True))
+    return orjson.dumps(rows).decode(), len(rows)
+
+
+def replace_results(s: Session, results: Sequence[Mapping[str, Any]]) -> int:
+    """Store task files with their scores, replacing whatever was stored for the same (model_id, task).
+
+    ``results[i]`` has model_id, task, source_path, sha256, mteb_version, dataset_revision, ``scores`` and
+    ``n_scores`` (:func:`pack_scores`), and optionally file_size, file_mtime_ns. Returns the number of
+    scores written.
     """
     if not results:
         return 0
     keys = {(int(r["model_id"]), str(r["task"])) for r in results}
-    stored = {
-        (int(m), t): int(i)
+    old = [
+        int(i)
         for m, t, i in s.execute(
             select(ReferenceResult.model_id, ReferenceResult.task, ReferenceResult.id).where(
                 ReferenceResult.model_id.in_({m for m, _ in keys})
             )
         )
         if (int(m), t) in keys
-    }
-    old = list(stored.values())
-    for start in range(0, len(old), _CHUNK):  # explicit: SQLite cascades only with foreign_keys=ON
-        chunk = old[start : start + _CHUNK]
-        s.execute(delete(ReferenceScore).where(ReferenceScore.result_id.in_(chunk)))
-        s.execute(delete(ReferenceResult).where(ReferenceResult.id.in_(chunk)))
-    connection = s.connection()
-    if connection.dialect.name == "sqlite":  # the score indexes outgrow SQLite's 2 MB default page cache
-        connection.exec_driver_sql(f"PRAGMA cache_size = -{_SQLITE_CACHE_KIB}")
-    columns = (*_RESULT_COLUMNS, "file_size", "file_mtime_ns")
-    _insert_rows(connection, "reference_results", columns, [tuple(map(r.get, columns)) for r in results])
-    new_ids = {
-        (int(m), t): int(i)
-        for m, t, i in s.execute(
-            select(ReferenceResult.model_id, ReferenceResult.task, ReferenceResult.id).where(
-                ReferenceResult.model_id.in_({m for m, _ in keys})
-            )
-        )
-    }
-    ids = [new_ids[(int(r["model_id"]), str(r["task"]))] for r in results]
-    payload = list(  # rows built in C (zip), not a Python loop per score
-        chain.from_iterable(
-            zip(repeat(rid, len(columns[0])), *columns, strict=True)
-            for rid, columns in zip(ids, scores, strict=True)
-        )
-    )
-    _insert_rows(connection, "reference_scores", ("result_id", "split", "subset", "metric", "value"), payload)
-    return len(payload)
+    ]
+    for start in range(0, len(old), _CHUNK):
+        s.execute(delete(ReferenceResult).where(ReferenceResult.id.in_(old[start : start + _CHUNK])))
+    columns = (*_RESULT_COLUMNS, "file_size", "file_mtime_ns", "scores", "n_scores")
+    _insert_rows(s.connection(), "reference_results", columns, [tuple(map(r.get, columns)) for r in results])
+    return sum(int(r["n_scores"]) for r in results)
 
 
 def _insert_rows(
@@ -266,7 +256,7 @@ def task_counts(s: Session) -> dict[str, int]:
 
 def count_scores(s: Session) -> int:
     """How many reference scores are stored."""
-    return int(s.scalar(select(func.count()).select_from(ReferenceScore)) or 0)
+    return int(s.scalar(select(func.sum(ReferenceResult.n_scores))) or 0)
 
 
 def scores_frame(
@@ -277,41 +267,34 @@ def scores_frame(
     split: str | None = None,
     subset: str | None = None,
 ) -> pd.DataFrame:
-    """Stored scores with :data:`SCORE_COLUMNS` (value NULL -> NaN), filtered, sorted by model, revision, task."""
+    """Stored scores with :data:`SCORE_COLUMNS` (value null -> NaN), filtered, sorted by model, revision,
+    task, split, subset, metric (each file's packed scores unpacked here)."""
     query = (
         select(
             ReferenceModel.name,
             ReferenceModel.revision,
             ReferenceResult.task,
-            ReferenceScore.split,
-            ReferenceScore.subset,
-            ReferenceScore.metric,
-            ReferenceScore.value,
+            ReferenceResult.scores,
             ReferenceResult.mteb_version,
             ReferenceResult.source_path,
             ReferenceResult.sha256,
         )
-        .join(ReferenceResult, ReferenceResult.id == ReferenceScore.result_id)
         .join(ReferenceModel, ReferenceModel.id == ReferenceResult.model_id)
+        .order_by(ReferenceModel.name, ReferenceModel.revision, ReferenceResult.task)
     )
     if models:
         query = query.where(ReferenceModel.name.in_(list(models)))
     if tasks:
         query = query.where(ReferenceResult.task.in_(list(tasks)))
-    if metrics:
-        query = query.where(ReferenceScore.metric.in_(list(metrics)))
-    if split is not None:
-        query = query.where(ReferenceScore.split == split)
-    if subset is not None:
-        query = query.where(ReferenceScore.subset == subset)
-    query = query.order_by(
-        ReferenceModel.name,
-        ReferenceModel.revision,
-        ReferenceResult.task,
-        ReferenceScore.split,
-        ReferenceScore.subset,
-        ReferenceScore.metric,
-    )
-    frame = pd.DataFrame.from_records([tuple(r) for r in s.execute(query)], columns=list(SCORE_COLUMNS))
+    wanted = frozenset(metrics) if metrics else None
+    records = [
+        (name, revision, task, row_split, row_subset, metric, value, version, source, sha)
+        for name, revision, task, packed, version, source, sha in s.execute(query)
+        for row_split, row_subset, metric, value in sorted(orjson.loads(packed), key=_ROW_KEY)
+        if (wanted is None or metric in wanted)
+        and (split is None or row_split == split)
+        and (subset is None or row_subset == subset)
+    ]
+    frame = pd.DataFrame.from_records(records, columns=list(SCORE_COLUMNS))
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
     return frame

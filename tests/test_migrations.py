@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import MetaData, Table, create_engine, inspect, select, text
-from sqlalchemy.exc import IntegrityError
 
 from storage import db, reference_repository, repository
 
@@ -268,10 +267,10 @@ def test_existing_checkpoints_get_the_display_names_the_pages_gave_them(db_url: 
         assert repository.upsert_checkpoint(s, **fresh).alias == "mine"
 
 
-def test_reference_scores_keep_their_rows_when_keyed_by_their_natural_key(db_url: str) -> None:
-    """Migration 0008 (issue 13): ``reference_scores`` loses its surrogate id, its natural key becomes the
-    primary key (SQLite: a WITHOUT ROWID table); every score survives, NULL values included, and so does a
-    downgrade back."""
+def test_reference_scores_are_packed_into_their_task_files_rows(db_url: str) -> None:
+    """Migration 0008 (issue 13): each task file's score rows move into its ``reference_results`` row
+    (JSON ``[[split, subset, metric, value], ...]``, ``n_scores``) and ``reference_scores`` is dropped;
+    every score survives, NULL values and a file without scores included, and so does a downgrade back."""
     db.migrate(db_url, "0007_checkpoint_alias")
     key = "result_id, split, subset, metric"
     with db.get_engine(db_url).begin() as conn:
@@ -279,7 +278,12 @@ def test_reference_scores_keep_their_rows_when_keyed_by_their_natural_key(db_url
             text("INSERT INTO reference_models (name, revision) VALUES ('a/m', 'r1'), ('b/n', 'external')")
         )
         models = dict(conn.execute(text("SELECT name, id FROM reference_models")).all())
-        for model, task in (("a/m", "STSBenchmark"), ("a/m", "SciFact"), ("b/n", "STSBenchmark")):
+        for model, task in (
+            ("a/m", "STSBenchmark"),
+            ("a/m", "SciFact"),
+            ("b/n", "STSBenchmark"),
+            ("b/n", "Empty"),
+        ):
             conn.execute(
                 text(
                     "INSERT INTO reference_results (model_id, task, source_path, sha256) VALUES (:m, :t, :p, :h)"
@@ -290,59 +294,36 @@ def test_reference_scores_keep_their_rows_when_keyed_by_their_natural_key(db_url
         scores = [
             (results[0], "test", "default", "main_score", 0.85863),
             (results[0], "test", "default", "cosine_spearman", 0.85863),
-            (results[0], "test", "en-de", "main_score", None),  # NaN in the file
+            (results[0], "test", "en-dé", "main_score", None),  # NaN in the file; a non-ASCII subset
             (results[1], "test", "default", "ndcg_at_10", 0.5),
             (results[2], "validation", "default", "main_score", 0.79184),
         ]
-        for row in reversed(scores):  # stored out of key order: the copy must not depend on it
+        for row in reversed(scores):  # stored out of key order: the packing must not depend on it
             conn.execute(
                 text(f"INSERT INTO reference_scores ({key}, value) VALUES (:r, :s, :u, :m, :v)"),
                 dict(zip("rsumv", row, strict=True)),
             )
-
-    def stored() -> list[tuple[Any, ...]]:
-        with db.get_engine(db_url).connect() as conn:
-            return [
-                tuple(r)
-                for r in conn.execute(text(f"SELECT {key}, value FROM reference_scores ORDER BY {key}"))
-            ]
-
-    assert stored() == sorted(scores, key=lambda r: r[:4])
+    expected = sorted(scores, key=lambda r: r[:4])
     db.migrate(db_url, "head")
-    assert stored() == sorted(scores, key=lambda r: r[:4])
-    engine = db.get_engine(db_url)
-    with engine.connect() as conn:
-        inspector = inspect(conn)
-        assert inspector.get_pk_constraint("reference_scores")["constrained_columns"] == key.split(", ")
-        assert "id" not in {c["name"] for c in inspector.get_columns("reference_scores")}
-        if engine.dialect.name == "sqlite":
-            sql = conn.execute(
-                text("SELECT sql FROM sqlite_master WHERE name = 'reference_scores'")
-            ).scalar_one()
-            assert sql.rstrip().upper().endswith("WITHOUT ROWID")
-    try:
-        with engine.begin() as conn:  # the key is enforced: the same (result, split, subset, metric) twice
-            conn.execute(text(f"INSERT INTO reference_scores ({key}, value) VALUES (:r, 'test', 'default', 'main_score', 0.1)"),
-                         {"r": results[0]})  # fmt: skip
-        raise AssertionError("a duplicate score key was stored")
-    except IntegrityError:
-        pass
-    # Today's code reads and replaces them; the foreign key survived the rebuild.
+    with db.get_engine(db_url).connect() as conn:
+        assert "reference_scores" not in inspect(conn).get_table_names()
+        packed = conn.execute(text("SELECT id, scores, n_scores FROM reference_results ORDER BY id")).all()
+    unpacked = sorted((rid, *row) for rid, text_, _ in packed for row in json.loads(text_))
+    assert [tuple(r) for r in unpacked] == expected
+    assert [n for _, _, n in packed] == [3, 1, 1, 0] and packed[3][1] == "[]"
+    # Today's code reads them as before (sorted by split, subset, metric; NULL as NaN) and counts them.
     factory = db.init_db(db_url)
     with factory() as s:
-        frame = reference_repository.scores_frame(s, models=["a/m"])
-        assert len(frame) == 4 and frame["value"].isna().sum() == 1
-    with factory() as s, s.begin():
-        reference_repository.replace_results(
-            s, [{"model_id": models["b/n"], "task": "STSBenchmark", "source_path": "x", "sha256": "e" * 64,
-                 "mteb_version": None, "dataset_revision": None}], [(("test",), ("default",), ("main_score",), (0.7,))]
-        )  # fmt: skip
-    assert [r[1:] for r in stored() if r[0] not in results[:2]] == [("test", "default", "main_score", 0.7)]
-    with db.get_engine(db_url).begin() as conn:
-        conn.execute(text("DELETE FROM reference_results WHERE id = :r"), {"r": results[1]})
-    assert results[1] not in {r[0] for r in stored()}  # its ndcg_at_10 went with it (ON DELETE CASCADE)
-    kept = stored()
+        frame = reference_repository.scores_frame(s, models=["a/m"], tasks=["STSBenchmark"])
+        assert frame[["split", "subset", "metric"]].values.tolist() == [
+            ["test", "default", "cosine_spearman"], ["test", "default", "main_score"], ["test", "en-dé", "main_score"]
+        ]  # fmt: skip
+        assert frame["value"].isna().tolist() == [False, False, True]
+        assert reference_repository.count_scores(s) == 5
     db.migrate(db_url, "0007_checkpoint_alias")
     with db.get_engine(db_url).connect() as conn:
-        assert "id" in {c["name"] for c in inspect(conn).get_columns("reference_scores")}
-    assert stored() == kept and len(kept) == 4
+        assert {"scores", "n_scores"}.isdisjoint(
+            c["name"] for c in inspect(conn).get_columns("reference_results")
+        )
+        back = conn.execute(text(f"SELECT {key}, value FROM reference_scores ORDER BY {key}")).all()
+    assert [tuple(r) for r in back] == expected

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,21 +50,42 @@ Progress = Callable[[int, int], None]
 Factory = sessionmaker[Session]
 
 
+class _Read(NamedTuple):
+    """What reading one file gives the importing process: the outcome (a task file's without its rows)
+    and a task file's scores as stored (``reference_repository.pack_scores``), packed where it was read."""
+
+    outcome: mteb.ReadOutcome
+    scores: str = ""
+    n_scores: int = 0
+
+
+def _read(job: mteb.ReadJob) -> _Read:
+    outcome = mteb.read_file(job)
+    content = outcome.content
+    if not isinstance(content, mteb.ScoreColumns):
+        return _Read(outcome)
+    scores, count = reference_repository.pack_scores(
+        (content.split, content.subset, content.metric, content.value)
+    )
+    return _Read(outcome._replace(content=content.without_rows()), scores, count)
+
+
 @contextmanager
-def _reader(count: int) -> Iterator[Callable[[Sequence[mteb.ReadJob]], Iterator[mteb.ReadOutcome]]]:
-    """``read(jobs)`` -> their outcomes in order. A large import from a single-threaded process (the CLI)
-    reads, hashes and parses in forked worker processes, one per core, beside this process's database
-    writes; otherwise (a small import, or threads around, as in the app, where forking is unsafe) here."""
+def _reader(count: int) -> Iterator[Callable[[Sequence[mteb.ReadJob]], Iterator[_Read]]]:
+    """``read(jobs)`` -> what reading them gave, in order. A large import from a single-threaded process
+    (the CLI) reads, hashes, parses and packs in forked worker processes, one per core, beside this
+    process's database writes; otherwise (a small import, or threads around, as in the app, where
+    forking is unsafe) here."""
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     if count < PARALLEL_FILES or workers < 2 or threading.active_count() > 1 or os.name != "posix":
-        yield lambda jobs: map(mteb.read_file, jobs)
+        yield lambda jobs: map(_read, jobs)
         return
     # fork: workers start at once with core.mteb loaded; they only read files (no database use). Each
     # freezes what it inherited (gc.freeze), so its garbage collections never walk the parent's heap
     # (the CLI's holds torch and pandas: walking it cost the workers seconds of CPU and copy-on-write).
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=gc.freeze) as pool:
-        yield lambda jobs: pool.map(mteb.read_file, jobs, chunksize=64)
+        yield lambda jobs: pool.map(_read, jobs, chunksize=64)
 
 
 @dataclass(frozen=True)
@@ -122,7 +143,7 @@ def import_results(
         meta_sha = {m.id: m.meta_sha256 for m in reference_repository.list_models(s) if m.meta_sha256}
     errors: list[FileError] = []
     changed = unchanged = written = 0
-    pending: list[tuple[dict[str, Any], reference_repository.ScoreColumns]] = []
+    pending: list[dict[str, Any]] = []
     metas: list[tuple[int, dict[str, Any]]] = []
     stats: list[tuple[int, int, int]] = []  # (result id, size, mtime_ns) of files read again, unchanged
 
@@ -131,9 +152,7 @@ def import_results(
         if not (pending or metas or stats):
             return
         with factory() as s, s.begin():
-            written += reference_repository.replace_results(
-                s, [r for r, _ in pending], [rows for _, rows in pending]
-            )
+            written += reference_repository.replace_results(s, pending)
             for model_id, meta in metas:
                 reference_repository.set_model_meta(s, model_id, meta)
             reference_repository.set_file_stats(s, stats)
@@ -162,9 +181,10 @@ def import_results(
         for file, model_id, label, known, _, _ in todo
     ]  # fmt: skip
     with _reader(len(jobs)) as read:
-        for done, ((file, model_id, label, known, size, mtime_ns), outcome) in enumerate(
+        for done, ((file, model_id, label, known, size, mtime_ns), got) in enumerate(
             zip(todo, read(jobs), strict=True), start=1
         ):
+            outcome = got.outcome
             if outcome.error is not None:
                 errors.append(FileError(label, outcome.error.removeprefix(f"{label}: ")))
             elif isinstance(outcome.content, mteb.ModelMeta):
@@ -177,11 +197,11 @@ def import_results(
             elif isinstance(outcome.content, mteb.ScoreColumns):
                 parsed = outcome.content
                 changed += 1
-                pending.append(({
+                pending.append({
                     "model_id": model_id, "task": file.task, "source_path": label, "sha256": outcome.sha256,
                     "mteb_version": parsed.mteb_version, "dataset_revision": parsed.dataset_revision,
-                    "file_size": size, "file_mtime_ns": mtime_ns,
-                }, (parsed.split, parsed.subset, parsed.metric, parsed.value)))  # fmt: skip
+                    "file_size": size, "file_mtime_ns": mtime_ns, "scores": got.scores, "n_scores": got.n_scores,
+                })  # fmt: skip
             elif known is not None:
                 unchanged += 1  # same sha256 as stored (provenance stays the first path it came from)
                 if known.source_path == label and size is not None:
