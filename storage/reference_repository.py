@@ -193,8 +193,8 @@ def replace_results(s: Session, results: Sequence[Mapping[str, Any]]) -> int:
 def _insert_rows(
     connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Insert plain tuples: ``COPY .. FROM STDIN`` on PostgreSQL through psycopg (the whole public results
-    repository: 94 s with executemany, whose rows each wait on the server), else DBAPI executemany (the
+    """Insert plain tuples: ``COPY .. FROM STDIN`` on PostgreSQL through psycopg (with executemany each row
+    waits on the server: half the time of a whole-repository import there), else DBAPI executemany (the
     ORM's per-row bookkeeping tripled the time of a full import, and INSERT .. RETURNING in parameter order
     ran one statement per row on SQLite)."""
     if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
