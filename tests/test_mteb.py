@@ -282,6 +282,33 @@ def test_a_changed_file_replaces_its_scores_and_a_malformed_one_is_refused(tmp_p
     assert refs[["metric", "value"]].values.tolist() == [["main_score", 0.5]]  # old metrics gone
 
 
+def test_references_filter_by_task_metric_split_and_subset(tmp_path: Path) -> None:
+    """The pages ask for the test split's default subset: a file's validation split and other subsets
+    must not add points (the split filter was once accepted and dropped on the way to storage)."""
+    revision = tmp_path / "results" / "org__model" / "r1"
+    revision.mkdir(parents=True)
+    entry = {"hf_subset": "default", "languages": ["eng-Latn"], "main_score": 0.8, "cosine_spearman": 0.8}
+    doc = {"task_name": "STSBenchmark", "mteb_version": "1.18.0", "dataset_revision": "x", "scores": {
+        "test": [entry, {**entry, "hf_subset": "de", "main_score": 0.6, "cosine_spearman": 0.6}],
+        "validation": [{**entry, "main_score": 0.9, "cosine_spearman": 0.9}]}}  # fmt: skip
+    (revision / "STSBenchmark.json").write_text(json.dumps(doc))
+    factory = open_store()
+    lab_mteb.import_results(factory, tmp_path / "results")
+    every = lab_mteb.references(factory, tasks=["STSBenchmark"])
+    assert every[["split", "subset", "metric", "value"]].values.tolist() == [
+        ["test", "de", "cosine_spearman", 0.6], ["test", "de", "main_score", 0.6],
+        ["test", "default", "cosine_spearman", 0.8], ["test", "default", "main_score", 0.8],
+        ["validation", "default", "cosine_spearman", 0.9], ["validation", "default", "main_score", 0.9],
+    ]  # fmt: skip
+    picked = lab_mteb.references(
+        factory, tasks=["STSBenchmark"], metrics=["main_score"], split="test", subset="default"
+    )
+    assert picked[["split", "subset", "metric", "value"]].values.tolist() == [
+        ["test", "default", "main_score", 0.8]
+    ]
+    assert lab_mteb.references(factory, tasks=["SciFact"]).empty
+
+
 def test_reimport_reads_only_files_whose_size_or_mtime_changed(tmp_path: Path) -> None:
     folder = tmp_path / "results"
     shutil.copytree(BGE_SMALL, folder / BGE_SMALL.name)

@@ -296,7 +296,7 @@ def references(
     Only reads: entry points call :func:`ensure_shipped` first (a write, kept out of cached reads)."""
     with factory() as s:
         frame = reference_repository.scores_frame(
-            s, models=models, tasks=tasks, metrics=metrics, subset=subset
+            s, models=models, tasks=tasks, metrics=metrics, split=split, subset=subset
         )
         resolved = {
             model: mteb.resolve_model_meta(model, metas)[:2]
