@@ -432,6 +432,12 @@ def test_cli_references_json_contract(tmp_path: Path) -> None:
         "model,revision,embed_dim,n_parameters,task,dataset"
     )
     assert "note: SICK-R -> sickr-test: MTEB's SICK-R scores all 9,927" in sick.stderr
+    # A task without a lab dataset: JSON null, an empty CSV field (it once printed "nan" there).
+    sts12 = _cli("references", "--format", "csv", "--task", "STS12", "--metric", "main_score", home=tmp_path)
+    header, first = sts12.stdout.splitlines()[:2]
+    assert dict(zip(header.split(","), first.split(","), strict=True))["dataset"] == ""
+    nulls = json.loads(_cli("references", "--format", "json", "--task", "STS12", home=tmp_path).stdout)
+    assert nulls and all(r["dataset"] is None for r in nulls)
     bad = _cli("references", "--dataset", "cranfield", home=tmp_path)
     assert bad.returncode == 2 and "is no MTEB task" in bad.stderr
 

@@ -51,9 +51,11 @@ def tqdm_progress(enabled: bool) -> ProgressFn | None:
 
 def print_rows(rows: list[dict[str, Any]], fmt: str, keys: Sequence[str] | None = None) -> None:
     """Print ``rows`` on stdout as ``json`` (only the document), ``csv`` or an aligned ``table``."""
-    if fmt == "json":
-        json.dump(json_ready(rows), sys.stdout, indent=1, allow_nan=False)
-        sys.stdout.write("\n")
+    if fmt == "json":  # the bytes of json.dump(rows, indent=1), written a row at a time
+        for i, row in enumerate(rows):
+            text = json.dumps(json_ready(row), indent=1, allow_nan=False).replace("\n", "\n ")
+            sys.stdout.write(("[\n " if i == 0 else ",\n ") + text)
+        sys.stdout.write("\n]\n" if rows else "[]\n")
         return
     columns = list(keys or (rows[0].keys() if rows else []))
     if fmt == "csv":

@@ -19,7 +19,6 @@ Scope: orchestration over ``core.mteb`` (parsing, the metadata rule, the format)
 from __future__ import annotations
 
 import gc
-import math
 import multiprocessing
 import os
 import threading
@@ -307,9 +306,11 @@ def references(
             model: mteb.resolve_model_meta(model, metas)[:2]
             for model, metas in _metas_by_model(s, sorted(set(frame["model"]))).items()
         }
-    frame["embed_dim"] = frame["model"].map(lambda m: resolved.get(m, (None, None))[0]).astype("Int64")
-    frame["n_parameters"] = frame["model"].map(lambda m: resolved.get(m, (None, None))[1]).astype("Int64")
-    frame["dataset"] = frame["task"].map(mteb.dataset_for_task)
+    # dict lookups (hashed once per distinct key), not a Python call per row: 2 million rows of a whole
+    # results repository took 7 s through lambdas
+    frame["embed_dim"] = frame["model"].map({m: v[0] for m, v in resolved.items()}).astype("Int64")
+    frame["n_parameters"] = frame["model"].map({m: v[1] for m, v in resolved.items()}).astype("Int64")
+    frame["dataset"] = frame["task"].map({t: mteb.dataset_for_task(t) for t in frame["task"].unique()})
     return frame[list(mteb.REFERENCE_COLUMNS)]
 
 
@@ -329,20 +330,28 @@ def model_summaries(factory: Factory) -> pd.DataFrame:
 
 def reference_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The ``references --format json`` rows: model, revision, embed_dim, n_parameters, task, dataset,
-    metric, value, source (+ split, subset, sha256, mteb_version); NaN and missing figures as null."""
-    rows = []
-    for rec in frame.to_dict("records"):
-        value = rec["value"]
-        rows.append({
-            "model": rec["model"], "revision": rec["revision"],
-            "embed_dim": None if pd.isna(rec["embed_dim"]) else int(rec["embed_dim"]),
-            "n_parameters": None if pd.isna(rec["n_parameters"]) else int(rec["n_parameters"]),
-            "task": rec["task"], "dataset": rec["dataset"], "metric": rec["metric"],
-            "value": None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value),
-            "source": rec["source"], "split": rec["split"], "subset": rec["subset"], "sha256": rec["sha256"],
-            "mteb_version": rec["mteb_version"] if isinstance(rec["mteb_version"], str) else None,
-        })  # fmt: skip
-    return rows
+    metric, value, source (+ split, subset, sha256, mteb_version); NaN and missing figures as null.
+
+    Built column by column (a dict per row from ``to_dict("records")`` with per-field checks took 36 s for
+    the 2 million rows of a whole results repository)."""
+
+    def plain(column: str, kind: type) -> list[Any]:
+        values = frame[column]
+        return [
+            None if missing else kind(v)
+            for v, missing in zip(values.tolist(), values.isna().tolist(), strict=True)
+        ]
+
+    columns = {
+        "model": frame["model"].tolist(), "revision": frame["revision"].tolist(),
+        "embed_dim": plain("embed_dim", int), "n_parameters": plain("n_parameters", int),
+        "task": frame["task"].tolist(), "dataset": plain("dataset", str), "metric": frame["metric"].tolist(),
+        "value": plain("value", float), "source": frame["source"].tolist(), "split": frame["split"].tolist(),
+        "subset": frame["subset"].tolist(), "sha256": frame["sha256"].tolist(),
+        "mteb_version": [v if isinstance(v, str) else None for v in frame["mteb_version"].tolist()],
+    }  # fmt: skip
+    keys = list(columns)
+    return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 # ------------------------------------------------------------------------------------------ export
