@@ -45,8 +45,8 @@ BATCH_FILES = 2000  # task files written per transaction
 PARALLEL_FILES = 4000  # files to read from which worker processes read them
 # Reader processes: 4 per core, at most 8. Reading files the page cache does not hold waits on the disk,
 # and more readers than cores overlap those waits: the whole public results repository from a cold cache
-# took 34.2 s with 2 readers, 24.3 s with 4, 15.4-16.8 s with 8, 19.5 s with 16 (2 cores); from a warm
-# cache 2, 4 and 8 readers are alike (10.2-12.7 s).
+# took 26.5-34.2 s with 2 readers, 24.3 s with 4, 15.4-21.7 s with 8, 19.5 s with 16 (2 cores); from a
+# warm cache 2, 4 and 8 readers are alike (10.2-12.7 s).
 READERS_PER_CORE = 4
 MAX_WORKERS = 8
 EXPORTED_DATASETS = frozenset(t.dataset for t in mteb.TASKS.values() if t.export and t.dataset)
