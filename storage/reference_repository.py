@@ -37,7 +37,8 @@ SCORE_COLUMNS: tuple[str, ...] = (
 )
 _CHUNK = 5000  # rows per executemany batch
 _ROW_KEY = itemgetter(0, 1, 2)  # (split, subset, metric) of a packed score row
-_RESULT_COLUMNS = ("model_id", "task", "source_path", "sha256", "mteb_version", "dataset_revision")
+_RESULT_COLUMNS = ("model_id", "task", "source_path", "sha256", "mteb_version", "dataset_revision", "file_size",
+                   "file_mtime_ns", "scores", "n_scores")  # fmt: skip
 # One task file's scores as columns: (splits, subsets, metrics, values), all the same length.
 ScoreColumns = tuple[Sequence[str], Sequence[str], Sequence[str], Sequence[float | None]]
 
@@ -145,12 +146,11 @@ def stored_results(s: Session) -> dict[tuple[int, str], StoredResult]:
 
 def set_file_stats(s: Session, stats: Sequence[tuple[int, int, int]]) -> None:
     """Record (result id, size, mtime_ns) of task files read again and found unchanged (same sha256)."""
-    connection = s.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    sql = f"UPDATE reference_results SET file_size = {mark}, file_mtime_ns = {mark} WHERE id = {mark}"
-    rows = [(size, mtime_ns, result_id) for result_id, size, mtime_ns in stats]
-    for start in range(0, len(rows), _CHUNK):
-        connection.exec_driver_sql(sql, rows[start : start + _CHUNK])
+    _execute_batches(
+        s.connection(),
+        "UPDATE reference_results SET file_size = ?, file_mtime_ns = ? WHERE id = ?",
+        [(size, mtime_ns, result_id) for result_id, size, mtime_ns in stats],
+    )
 
 
 def pack_scores(columns: ScoreColumns) -> tuple[str, int]:
@@ -185,8 +185,8 @@ def replace_results(s: Session, results: Sequence[Mapping[str, Any]]) -> int:
     ]
     for start in range(0, len(old), _CHUNK):
         s.execute(delete(ReferenceResult).where(ReferenceResult.id.in_(old[start : start + _CHUNK])))
-    columns = (*_RESULT_COLUMNS, "file_size", "file_mtime_ns", "scores", "n_scores")
-    _insert_rows(s.connection(), "reference_results", columns, [tuple(map(r.get, columns)) for r in results])
+    rows = [tuple(map(r.get, _RESULT_COLUMNS)) for r in results]
+    _insert_rows(s.connection(), "reference_results", _RESULT_COLUMNS, rows)
     return sum(int(r["n_scores"]) for r in results)
 
 
@@ -203,8 +203,18 @@ def _insert_rows(
             for row in rows:
                 copy.write_row(row)
         return
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    _execute_batches(
+        connection,
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['?'] * len(columns))})",
+        rows,
+    )
+
+
+def _execute_batches(connection: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """DBAPI executemany of ``sql`` (``?`` placeholders, written as the driver's paramstyle) over ``rows``,
+    :data:`_CHUNK` rows at a time."""
+    if connection.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
     for start in range(0, len(rows), _CHUNK):
         connection.exec_driver_sql(sql, rows[start : start + _CHUNK])
 
